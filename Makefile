@@ -1,0 +1,40 @@
+# Two commands set everything up on a fresh machine: `make train` and `make test`.
+# The virtualenv is rebuilt when setup.cfg changes; LIT_MC_DATA (default ./data) says where datasets live.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+LIT_MC_DATA ?= data
+CONFIG ?= configs/cifar10/baseline.yaml
+export LIT_MC_DATA
+
+.PHONY: install data train test lint bench clean
+
+$(BIN)/lit-mc: setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(BIN)/lit-mc
+
+install: $(BIN)/lit-mc
+
+# CIFAR-10 into $(LIT_MC_DATA): kept if present, downloaded from the official site when online,
+# otherwise a one-line message saying where to put cifar-10-batches-py/.
+data: install
+	$(BIN)/lit-mc data cifar10 --dest $(LIT_MC_DATA)
+
+train: data
+	$(BIN)/lit-mc fit --config $(CONFIG)
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+bench: data
+	$(BIN)/python benchmarks/epoch_speed.py
+
+clean:
+	rm -rf lightning_logs .pytest_cache .ruff_cache

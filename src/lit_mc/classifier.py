@@ -1,0 +1,204 @@
+"""ImageClassifier: the LightningModule that trains any image network (ConvNet, TimmClassifier) on a DataModule.
+
+It owns what every classification run shares: input normalisation (stored as buffers, so a checkpoint maps raw
+[0, 1] images to logits on its own), the optimiser and scheduler chosen in config, accuracy / macro-F1 /
+per-class accuracy, and the confusion matrix at test time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torch import nn
+
+from lit_mc.errors import LitMcError
+from lit_mc.plots import confusion_matrix_figure
+
+CHECKPOINT_KEY = "lit_mc"
+
+
+def _qualname(obj: object) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class ImageClassifier(L.LightningModule):
+    """Train, validate and test an image classifier.
+
+    Args:
+        model: the network; maps normalised images (N, C, H, W) to logits (N, num_classes).
+        optimizer: ``sgd`` (plain, or with ``momentum``), ``adam`` or ``adamw``.
+        lr: learning rate (peak learning rate with a scheduler).
+        momentum: SGD momentum (0 = plain SGD, the baseline).
+        nesterov: Nesterov momentum for SGD.
+        weight_decay: L2 penalty (decoupled for ``adamw``).
+        scheduler: ``none`` (constant), ``cosine`` (per step, to zero) or ``onecycle``.
+        label_smoothing: cross-entropy label smoothing.
+        channels_last: run the network in channels-last memory format (faster convolutions on this CPU).
+        class_names: names of the classes, in label order (filled from the DataModule when left empty).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: Literal["sgd", "adam", "adamw"] = "sgd",
+        lr: float = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        scheduler: Literal["none", "cosine", "onecycle"] = "none",
+        label_smoothing: float = 0.0,
+        channels_last: bool = True,
+        class_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if isinstance(self.hparams.get("model"), nn.Module):  # built in Python, not from a config: not serialisable
+            self.hparams.pop("model")
+        self.model = model
+        num_classes = int(getattr(model, "num_classes", 10))
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        self.register_buffer("norm_mean", torch.zeros(1, 3, 1, 1))
+        self.register_buffer("norm_std", torch.ones(1, 3, 1, 1))
+        metric = dict(task="multiclass", num_classes=num_classes)
+        self.train_acc = torchmetrics.Accuracy(**metric)
+        self.val_acc = torchmetrics.Accuracy(**metric)
+        self.val_f1 = torchmetrics.F1Score(average="macro", **metric)
+        self.test_acc = torchmetrics.Accuracy(**metric)
+        self.test_f1 = torchmetrics.F1Score(average="macro", **metric)
+        self.test_per_class = torchmetrics.Accuracy(average=None, **metric)
+        self.test_confusion = torchmetrics.ConfusionMatrix(**metric)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
+
+    # ----------------------------------------------------------------------------------------------- set-up
+    def setup(self, stage: str) -> None:
+        if stage != "fit":
+            return  # validate/test/predict use the statistics restored from the checkpoint
+        datamodule = getattr(self.trainer, "datamodule", None)
+        norm = getattr(self.model, "input_normalization", None) or getattr(datamodule, "normalization", None)
+        if norm is not None:
+            self.set_normalization(*norm)
+        names = getattr(datamodule, "class_names", None)
+        if names and not self.hparams.get("class_names"):
+            self.class_names = list(names)
+
+    def set_normalization(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        self.norm_mean.copy_(torch.tensor(mean).view(1, -1, 1, 1))
+        self.norm_std.copy_(torch.tensor(std).view(1, -1, 1, 1))
+
+    # ---------------------------------------------------------------------------------------------- compute
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits for float images in [0, 1] of shape (N, C, H, W)."""
+        x = ((images - self.norm_mean) / self.norm_std).contiguous(memory_format=self.memory_format)
+        return self.model(x)
+
+    def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        images, labels = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
+        return loss, logits, labels
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, logits, labels = self._loss(batch)
+        if not torch.isfinite(loss):
+            raise LitMcError(
+                f"training loss became {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}",
+                "lower the learning rate (model.lr) or add BatchNorm; the last good checkpoint is kept",
+            )
+        self.train_acc(logits, labels)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, logits, labels = self._loss(batch)
+        self.val_acc(logits, labels)
+        self.val_f1(logits, labels)
+        self.log("val_loss", loss, prog_bar=True, batch_size=len(labels))
+        self.log("val_acc", self.val_acc, prog_bar=True)
+        self.log("val_f1", self.val_f1)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, logits, labels = self._loss(batch)
+        for metric in (self.test_acc, self.test_f1, self.test_per_class, self.test_confusion):
+            metric.update(logits, labels)
+        self.log("test_loss", loss, batch_size=len(labels))
+
+    def on_test_epoch_end(self) -> None:
+        self.log("test_acc", self.test_acc.compute())
+        self.log("test_f1", self.test_f1.compute())
+        for name, acc in zip(self.class_names, self.test_per_class.compute(), strict=False):
+            self.log(f"test_acc_{name}", acc)
+        self.confusion = self.test_confusion.compute().cpu()
+        for metric in (self.test_acc, self.test_f1, self.test_per_class, self.test_confusion):
+            metric.reset()
+        self._write_confusion_figure()
+
+    def _write_confusion_figure(self) -> None:
+        fig = confusion_matrix_figure(self.confusion, self.class_names)
+        log_dir = self.trainer.log_dir if self._trainer is not None else None
+        if log_dir:
+            path = Path(log_dir) / "confusion_matrix.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.png")
+            fig.savefig(tmp, dpi=100)
+            tmp.replace(path)
+        for logger in self.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "add_figure"):  # TensorBoard
+                experiment.add_figure("test/confusion_matrix", fig, global_step=self.global_step)
+            elif hasattr(logger, "log_image"):  # W&B
+                logger.log_image("test/confusion_matrix", [fig])
+
+    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        images = batch[0] if isinstance(batch, list | tuple) else batch
+        probs = self(images).softmax(dim=1)
+        return {"probs": probs, "pred": probs.argmax(dim=1)}
+
+    # ------------------------------------------------------------------------------------------- optimising
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(
+                params, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov, weight_decay=hp.weight_decay
+            )
+        elif hp.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "none":
+            return opt
+        steps = int(self.trainer.estimated_stepping_batches)
+        if hp.scheduler == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+        else:
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=max(steps, 1))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = {"class_names": list(self.class_names), "model_class": _qualname(self.model)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint.get(CHECKPOINT_KEY)
+        if meta is None:
+            raise LitMcError(
+                "the checkpoint was not written by lit-mc's ImageClassifier", "pass a checkpoint from `lit-mc fit`"
+            )
+        ours = {k: tuple(v.shape) for k, v in self.state_dict().items()}
+        theirs = {k: tuple(v.shape) for k, v in checkpoint.get("state_dict", {}).items()}
+        if meta["model_class"] != _qualname(self.model) or ours != theirs:
+            raise LitMcError(
+                f"the checkpoint holds a {meta['model_class']} whose layers differ from the configured "
+                f"{_qualname(self.model)}",
+                "use the config the checkpoint was trained with (config.yaml in its run folder), or pass only "
+                "--ckpt_path so that lit-mc rebuilds the model from the checkpoint",
+            )
+        self.class_names = list(meta["class_names"])

@@ -1,0 +1,182 @@
+"""The ``lit-mc`` command: LightningCLI for ``fit|validate|test|predict``, plus ``lit-mc data`` for data set-up.
+
+Every user-facing problem surfaces as one line, ``lit-mc: error: <cause>. Fix: <fix>``, and exit status 2:
+errors of our own (:class:`LitMcError`), configuration errors from jsonargparse (condensed to their innermost
+cause), and unreadable checkpoints (checked before any run folder is made).
+"""
+
+from __future__ import annotations
+
+import argparse
+import netrc
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lit_mc.errors import LitMcError
+
+if TYPE_CHECKING:
+    from lightning.pytorch.cli import LightningCLI
+
+ERROR_EXIT = 2
+FIX_CKPT = "pass a complete .ckpt file written by `lit-mc fit` (runs keep them in lightning_logs/*/checkpoints)"
+FIX_CONFIG = "check the option names and types with `lit-mc SUBCOMMAND --help` or `--print_config`"
+
+
+def _wandb_offline_unless_configured() -> None:
+    """W&B logs offline unless the user configured it (``WANDB_MODE``, an API key, or ``wandb login``)."""
+    if "WANDB_MODE" in os.environ or "WANDB_API_KEY" in os.environ:
+        return
+    try:
+        logged_in = netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        logged_in = False
+    if not logged_in:
+        os.environ["WANDB_MODE"] = "offline"
+
+
+def condense_parser_error(message: str) -> str:
+    """jsonargparse explains a bad option over a dozen nested lines; keep the key and the innermost cause."""
+    lines = [line for line in message.splitlines() if line.strip()]
+    if not lines:
+        return "invalid configuration"
+    noise = ("Does not validate", "Subtypes:", "Errors:", "Given value type:", "- Expected a <class 'NoneType'>")
+    useful = [line for line in lines[1:] if not line.strip().startswith(noise)]
+    causes = [line for line in useful if not line.strip().startswith(("Given value:", "- Problem", "Problem"))]
+    deepest = max((len(line) - len(line.lstrip()) for line in causes), default=0)
+    innermost = [line.strip().lstrip("- ") for line in causes if len(line) - len(line.lstrip()) == deepest]
+    given = [line.strip() for line in useful if line.strip().startswith("Given value:")]
+    return " ".join([lines[0].strip(), *innermost, *given[:1]]).rstrip(":")
+
+
+def check_checkpoint(path: str) -> None:
+    """Fail early, in one line, on a checkpoint that is missing, unreadable or would need to run pickled code."""
+    import pickle
+
+    import torch
+
+    if path in ("best", "last", "hpc", "registry") or path.startswith("registry:"):
+        return  # resolved by Lightning
+    if not Path(path).is_file():
+        raise LitMcError(f"checkpoint {path} does not exist", FIX_CKPT)
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" in str(e) or "GLOBAL" in str(e):  # the file names code to import and call
+            culprit = next((line.strip() for line in str(e).splitlines() if "Unsupported global" in line), "")
+            raise LitMcError(
+                f"refusing checkpoint {path}: loading it would import and run code ({culprit})",
+                "only load checkpoints written by `lit-mc fit`; lit-mc never unpickles code",
+            ) from None
+        raise LitMcError(f"cannot read checkpoint {path} (not a torch checkpoint)", FIX_CKPT) from None
+    except Exception as e:  # truncated zip, not a torch file, ...
+        raise LitMcError(
+            f"cannot read checkpoint {path} ({type(e).__name__}: truncated or not a torch checkpoint)", FIX_CKPT
+        ) from None
+
+
+def _ckpt_path_argument(args: list[str]) -> str | None:
+    for i, word in enumerate(args):
+        if word.startswith("--ckpt_path="):
+            return word.split("=", 1)[1]
+        if word == "--ckpt_path" and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def _remove_if_empty(folder: str | None) -> None:
+    """A run that failed before writing anything leaves no empty run folder behind."""
+    if folder and Path(folder).is_dir():
+        for sub in sorted(Path(folder).rglob("*"), reverse=True):
+            if sub.is_dir() and not any(sub.iterdir()):
+                sub.rmdir()
+        if not any(Path(folder).iterdir()):
+            Path(folder).rmdir()
+
+
+def run_lightning_cli(args: list[str] | None = None) -> LightningCLI:
+    """``lit-mc fit|validate|test|predict``: any LightningModule and LightningDataModule, chosen in config."""
+    import lightning as L
+    from lightning.pytorch.callbacks import RichProgressBar
+    from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+    class LitMcCLI(LightningCLI):
+        """LightningCLI plus a rich progress bar by default and ``--test_after_fit`` (test the best checkpoint)."""
+
+        def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+            parser.add_argument(
+                "--test_after_fit", type=bool, default=False, help="after fit, test the best checkpoint"
+            )
+
+        def _instantiate_trainer(self, config: dict, callbacks: list) -> L.Trainer:
+            if config.get("enable_progress_bar") is not False:
+                callbacks = [*callbacks, RichProgressBar(leave=True)]
+            return super()._instantiate_trainer(config, callbacks)
+
+        def _run_subcommand(self, subcommand: str) -> None:
+            try:
+                super()._run_subcommand(subcommand)
+            except LitMcError:
+                _remove_if_empty(self.trainer.log_dir)
+                raise
+
+        def after_fit(self) -> None:
+            if self.config.fit.get("test_after_fit"):
+                has_best = bool(getattr(self.trainer.checkpoint_callback, "best_model_path", ""))
+                self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if has_best else None)
+
+    words = sys.argv[1:] if args is None else args
+    if (ckpt := _ckpt_path_argument(words)) is not None:
+        check_checkpoint(ckpt)
+    _wandb_offline_unless_configured()
+    try:
+        return LitMcCLI(
+            L.LightningModule,
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=args,
+            parser_kwargs={"exit_on_error": False},  # parse errors raise, and become one line below
+            trainer_defaults={
+                "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "."}},
+            },
+            save_config_kwargs={"overwrite": True},
+        )
+    except argparse.ArgumentError as e:
+        raise LitMcError(condense_parser_error(str(e)), FIX_CONFIG) from None
+
+
+def run_data_command(args: list[str]) -> None:
+    """``lit-mc data cifar10 [--dest DIR]``: check CIFAR-10 is in place, downloading it when it is not."""
+    from lit_mc.data.cifar10 import default_data_dir, download_cifar10, load_cifar10, resolve_folder
+
+    parser = argparse.ArgumentParser(prog="lit-mc data", description="Put a data set in place and check it.")
+    parser.add_argument("dataset", choices=["cifar10"])
+    parser.add_argument("--dest", default=None, help="data folder (default: $LIT_MC_DATA or ./data)")
+    opts = parser.parse_args(args)
+    dest = Path(opts.dest) if opts.dest else default_data_dir()
+    if not resolve_folder(dest).is_dir():
+        download_cifar10(dest)
+    arrays = load_cifar10(dest)
+    print(
+        f"CIFAR-10 ready in {resolve_folder(dest)}: {len(arrays.train_labels)} training and "
+        f"{len(arrays.test_labels)} test images"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point; ``argv`` defaults to the command line (LightningCLI reads ``sys.argv`` itself then)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if words[:1] == ["data"]:
+            run_data_command(words[1:])
+        else:
+            run_lightning_cli(argv)
+    except LitMcError as e:
+        print(f"lit-mc: error: {e}", file=sys.stderr)
+        sys.exit(ERROR_EXIT)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Shared fixtures: tiny data sets written in the real on-disk formats, so every test runs without the real data."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def make_cifar_images(per_class: int, seed: int) -> tuple[np.ndarray, list[int]]:
+    """Class-dependent colour blobs plus noise: learnable, so a test can tell learning from guessing."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(10), per_class)
+    rng.shuffle(labels)
+    palette = rng.integers(30, 226, size=(10, 3))
+    images = rng.normal(0, 25, size=(len(labels), 3, 32, 32))
+    images += palette[labels][:, :, None, None]
+    for i, y in enumerate(labels):  # a class-specific bright square, so spatial features matter too
+        r, c = divmod(int(y), 4)
+        images[i, :, r * 8 : r * 8 + 8, c * 8 : c * 8 + 8] += 60
+    return np.clip(images, 0, 255).astype(np.uint8).reshape(len(labels), -1), labels.tolist()
+
+
+def write_cifar_folder(root: Path, per_class: int = 6, test_per_class: int = 4, seed: int = 0) -> Path:
+    """Write ``root/cifar-10-batches-py`` like the official archive (protocol-2 pickles of dicts)."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for i in range(1, 6):
+        data, labels = make_cifar_images(per_class, seed + i)
+        batch = {
+            "batch_label": f"training batch {i} of 5",
+            "labels": labels,
+            "data": data,
+            "filenames": [f"img_{i}_{k}.png" for k in range(len(labels))],
+        }
+        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(batch, protocol=2))
+    data, labels = make_cifar_images(test_per_class, seed + 100)
+    test = {"batch_label": "testing batch 1 of 1", "labels": labels, "data": data, "filenames": []}
+    (folder / "test_batch").write_bytes(pickle.dumps(test, protocol=2))
+    meta = {"label_names": CLASSES, "num_cases_per_batch": 10 * per_class, "num_vis": 3072}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def cifar_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A read-only-by-convention fixture: 300 training and 40 test images."""
+    root = tmp_path_factory.mktemp("cifar")
+    write_cifar_folder(root)
+    return root
+
+
+@pytest.fixture()
+def cifar_copy(tmp_path: Path) -> Path:
+    """A fresh fixture folder that a test may damage."""
+    write_cifar_folder(tmp_path)
+    return tmp_path / "cifar-10-batches-py"
+
+
+def real_cifar_dir() -> Path | None:
+    """The real CIFAR-10 when present (``$LIT_MC_DATA`` or ``data/``), else None."""
+    for root in (os.environ.get("LIT_MC_DATA"), REPO / "data"):
+        if root and (Path(root) / "cifar-10-batches-py" / "test_batch").is_file():
+            return Path(root)
+    return None

@@ -1,0 +1,93 @@
+"""Checkpoints are self-contained (normalisation, class names, model config) and load without running code."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from conftest import REPO
+from lit_mc.classifier import ImageClassifier
+from lit_mc.cli import run_lightning_cli
+from lit_mc.data.cifar10 import CIFAR10DataModule
+from lit_mc.errors import LitMcError
+from lit_mc.models import ConvNet
+
+BASELINE = str(REPO / "configs" / "cifar10" / "baseline.yaml")
+
+
+@pytest.fixture(scope="module")
+def trained_run(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One short CLI run whose last checkpoint the tests below inspect."""
+    cwd = Path.cwd()
+    os.chdir(tmp_path_factory.mktemp("run"))
+    try:
+        cli = run_lightning_cli(
+            [
+                "fit",
+                "--config",
+                BASELINE,
+                f"--data.data_dir={cifar_root}",
+                "--data.val_size=50",
+                "--trainer.max_epochs=1",
+                "--test_after_fit=false",
+                "--trainer.enable_progress_bar=false",
+                "--trainer.enable_model_summary=false",
+            ]
+        )
+        return Path(cli.trainer.log_dir).resolve() / "checkpoints" / "last.ckpt"
+    finally:
+        os.chdir(cwd)
+
+
+def test_checkpoint_loads_with_weights_only(trained_run: Path) -> None:
+    raw = torch.load(trained_run, map_location="cpu", weights_only=True)
+    assert raw["lit_mc"]["class_names"][3] == "cat"
+    assert raw["hyper_parameters"]["model"]["class_path"] == "lit_mc.models.ConvNet"
+    assert raw["state_dict"]["norm_std"].flatten().tolist() != [1.0, 1.0, 1.0]
+
+
+def test_model_rebuilds_from_the_checkpoint_alone(trained_run: Path, cifar_root: Path) -> None:
+    model = ImageClassifier.load_from_checkpoint(trained_run, map_location="cpu", weights_only=True)
+    assert isinstance(model.model, ConvNet) and model.class_names[0] == "airplane"
+    dm = CIFAR10DataModule(data_dir=str(cifar_root), val_size=50)
+    dm.setup("fit")
+    mean, std = dm.normalization
+    assert torch.allclose(model.norm_mean.flatten(), torch.tensor(mean)) and torch.allclose(
+        model.norm_std.flatten(), torch.tensor(std)
+    )
+    x = torch.rand(4, 3, 32, 32)
+    model.eval()
+    again = ImageClassifier.load_from_checkpoint(trained_run, map_location="cpu", weights_only=True).eval()
+    assert torch.equal(model(x), again(x))
+
+
+def test_cli_rebuilds_the_model_from_the_checkpoint(
+    trained_run: Path, cifar_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`lit-mc test --ckpt_path` with another model's config still tests the checkpoint's own model."""
+    monkeypatch.chdir(tmp_path)
+    other = str(REPO / "configs" / "cifar10" / "batchnorm.yaml")
+    cli = run_lightning_cli(
+        [
+            "test",
+            "--config",
+            other,
+            f"--ckpt_path={trained_run}",
+            f"--data.data_dir={cifar_root}",
+            "--trainer.enable_progress_bar=false",
+        ]
+    )
+    assert "test_acc" in cli.trainer.callback_metrics
+    assert not any("BatchNorm" in type(m).__name__ for m in cli.model.modules())
+
+
+def test_checkpoint_of_another_model_is_refused(trained_run: Path, cifar_root: Path) -> None:
+    other = ImageClassifier(ConvNet(channels=(8, 8), hidden=(16,)))
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    dm = CIFAR10DataModule(data_dir=str(cifar_root), val_size=50)
+    with pytest.raises(LitMcError, match="layers differ from the configured"):
+        trainer.test(other, datamodule=dm, ckpt_path=str(trained_run))

@@ -1,0 +1,152 @@
+"""The lit-mc command: a fixture run end to end, and one-line errors with a non-zero exit for bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO
+from lit_mc.cli import condense_parser_error, main, run_lightning_cli
+
+BASELINE = str(REPO / "configs" / "cifar10" / "baseline.yaml")
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+def _error_line(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("lit-mc: error:")]
+    assert len(err) == 1, err
+    assert "Fix:" in err[0]
+    return err[0]
+
+
+@pytest.fixture()
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_fit_then_test_writes_a_run(cifar_root: Path, in_tmp: Path) -> None:
+    cli = run_lightning_cli(
+        [
+            "fit",
+            "--config",
+            BASELINE,
+            f"--data.data_dir={cifar_root}",
+            "--data.val_size=50",
+            "--trainer.max_epochs=2",
+            *QUIET,
+        ]
+    )
+    run = Path(cli.trainer.log_dir)
+    assert (run / "config.yaml").is_file() and (run / "metrics.csv").is_file()
+    assert (run / "confusion_matrix.png").is_file()  # test_after_fit ran on the best checkpoint
+    assert "test_acc" in cli.trainer.callback_metrics
+    assert any((run / "checkpoints").glob("best-*.ckpt")) and (run / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_saved_config_reproduces_the_run(cifar_root: Path, in_tmp: Path) -> None:
+    args = [
+        f"--data.data_dir={cifar_root}",
+        "--data.val_size=50",
+        "--trainer.max_epochs=1",
+        "--test_after_fit=false",
+        *QUIET,
+    ]
+    first = run_lightning_cli(["fit", "--config", BASELINE, *args])
+    saved = Path(first.trainer.log_dir) / "config.yaml"
+    again = run_lightning_cli(["fit", "--config", str(saved)])
+    a, b = first.trainer.callback_metrics, again.trainer.callback_metrics
+    assert float(a["val_loss"]) == pytest.approx(float(b["val_loss"]), abs=1e-6)
+
+
+def test_missing_data_dir(capsys: pytest.CaptureFixture, in_tmp: Path) -> None:
+    line = _error_line(capsys, ["fit", "--config", BASELINE, "--data.data_dir=/no/such/dir", *QUIET])
+    assert "CIFAR-10 not found" in line and "LIT_MC_DATA" in line
+    assert not (in_tmp / "lightning_logs").exists()  # nothing half-written
+
+
+def test_truncated_pickle(capsys: pytest.CaptureFixture, cifar_copy: Path, in_tmp: Path) -> None:
+    path = cifar_copy / "test_batch"
+    path.write_bytes(path.read_bytes()[:500])
+    line = _error_line(capsys, ["fit", "--config", BASELINE, f"--data.data_dir={cifar_copy}", *QUIET])
+    assert "truncated" in line and "test_batch" in line
+    assert not (in_tmp / "lightning_logs").exists()
+
+
+def test_unknown_config_key(capsys: pytest.CaptureFixture, in_tmp: Path) -> None:
+    line = _error_line(capsys, ["fit", "--config", BASELINE, "--model.init_args.model.init_args.chanels=[8]"])
+    assert "chanels" in line and "not accepted" in line
+
+
+def test_unknown_key_in_a_config_file(capsys: pytest.CaptureFixture, in_tmp: Path) -> None:
+    bad = in_tmp / "bad.yaml"
+    bad.write_text(Path(BASELINE).read_text().replace("max_epochs: 20", "max_epoch: 20"))
+    line = _error_line(capsys, ["fit", "--config", str(bad)])
+    assert "max_epoch" in line
+
+
+def test_wrong_type(capsys: pytest.CaptureFixture, in_tmp: Path) -> None:
+    line = _error_line(capsys, ["fit", "--config", BASELINE, "--trainer.max_epochs=many"])
+    assert "max_epochs" in line and "int" in line
+
+
+def test_missing_and_corrupt_checkpoint(capsys: pytest.CaptureFixture, in_tmp: Path) -> None:
+    assert "does not exist" in _error_line(capsys, ["test", "--config", BASELINE, "--ckpt_path=/nope.ckpt"])
+    junk = in_tmp / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint at all")
+    assert "cannot read checkpoint" in _error_line(capsys, ["test", "--config", BASELINE, f"--ckpt_path={junk}"])
+
+
+class _Payload:
+    def __reduce__(self):  # noqa: ANN204 - pickle protocol
+        return (os.system, ("touch pwned",))
+
+
+def test_malicious_checkpoint_is_refused(capsys: pytest.CaptureFixture, in_tmp: Path) -> None:
+    evil = in_tmp / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"x": _Payload()}}, evil)
+    line = _error_line(capsys, ["test", "--config", BASELINE, f"--ckpt_path={evil}"])
+    assert "refusing checkpoint" in line
+    assert not (in_tmp / "pwned").exists()
+
+
+def test_condense_parser_error_keeps_key_and_cause() -> None:
+    message = """Parser key "model":
+  Does not validate against any of the Union subtypes
+  Errors:
+    - Problem with given class_path 'x.Y':
+        Option 'foo' is not accepted
+    - Expected a <class 'NoneType'>
+  Given value: NestedArg(key='foo', val=1)"""
+    line = condense_parser_error(message)
+    assert line.startswith('Parser key "model"') and "Option 'foo' is not accepted" in line and "\n" not in line
+
+
+def test_console_script_exit_code_and_single_line(tmp_path: Path) -> None:
+    """The installed entry point, as a user runs it: stderr ends in exactly one error line, exit status 2."""
+    env = {**os.environ, "LIT_MC_DATA": str(tmp_path / "empty")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "lit_mc.cli", "fit", "--config", BASELINE],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [errors[0]] and errors[0].startswith("lit-mc: error: CIFAR-10 not found")
+    assert "Traceback" not in proc.stderr
+
+
+def test_data_command_reports_a_ready_folder(cifar_root: Path, capsys: pytest.CaptureFixture) -> None:
+    main(["data", "cifar10", "--dest", str(cifar_root)])
+    assert "300 training and 40 test images" in capsys.readouterr().out
