@@ -70,5 +70,5 @@ def real_cifar_dir() -> Path | None:
     """The real CIFAR-10 when present (``$LIT_MC_DATA`` or ``data/``), else None."""
     for root in (os.environ.get("LIT_MC_DATA"), REPO / "data"):
         if root and (Path(root) / "cifar-10-batches-py" / "test_batch").is_file():
-            return Path(root)
+            return Path(root).resolve()  # tests change directory; a relative LIT_MC_DATA would break
     return None

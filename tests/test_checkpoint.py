@@ -91,3 +91,22 @@ def test_checkpoint_of_another_model_is_refused(trained_run: Path, cifar_root: P
     dm = CIFAR10DataModule(data_dir=str(cifar_root), val_size=50)
     with pytest.raises(LitMcError, match="layers differ from the configured"):
         trainer.test(other, datamodule=dm, ckpt_path=str(trained_run))
+
+
+def test_predict_writes_one_row_per_test_image(
+    trained_run: Path, cifar_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cli = run_lightning_cli(
+        [
+            "predict",
+            "--config",
+            BASELINE,
+            f"--ckpt_path={trained_run}",
+            f"--data.data_dir={cifar_root}",
+            "--trainer.enable_progress_bar=false",
+        ]
+    )
+    rows = (Path(cli.trainer.log_dir) / "predictions.csv").read_text().splitlines()
+    assert rows[0].startswith("index,pred,pred_name,confidence,p_airplane") and len(rows) == 41
+    assert not list(Path(cli.trainer.log_dir).glob("*.tmp"))

@@ -45,7 +45,7 @@ def test_init_schemes_change_weights(scheme: str) -> None:
     assert not torch.equal(w0, w1)
     if scheme == "normal":
         assert abs(float(w1.std()) - 0.01) < 0.003
-    assert float(other.features[0][0][0].bias.abs().sum()) == 0
+    assert float(other.features[0][0][0].bias.detach().abs().sum()) == 0
 
 
 def test_bad_convnet_arguments() -> None:

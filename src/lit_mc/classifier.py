@@ -7,6 +7,7 @@ per-class accuracy, and the confusion matrix at test time.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,7 +58,9 @@ class ImageClassifier(L.LightningModule):
         class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        with warnings.catch_warnings():  # Lightning warns when `model` is a module; we drop it just below
+            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`")
+            self.save_hyperparameters()
         if isinstance(self.hparams.get("model"), nn.Module):  # built in Python, not from a config: not serialisable
             self.hparams.pop("model")
         self.model = model

@@ -95,8 +95,11 @@ def _remove_if_empty(folder: str | None) -> None:
             Path(folder).rmdir()
 
 
-def run_lightning_cli(args: list[str] | None = None) -> LightningCLI:
-    """``lit-mc fit|validate|test|predict``: any LightningModule and LightningDataModule, chosen in config."""
+def run_lightning_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
+    """``lit-mc fit|validate|test|predict``: any LightningModule and LightningDataModule, chosen in config.
+
+    With ``run=False`` the arguments carry no subcommand and the CLI only builds trainer, model and data.
+    """
     import lightning as L
     from lightning.pytorch.callbacks import RichProgressBar
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -137,6 +140,7 @@ def run_lightning_cli(args: list[str] | None = None) -> LightningCLI:
             subclass_mode_model=True,
             subclass_mode_data=True,
             args=args,
+            run=run,
             parser_kwargs={"exit_on_error": False},  # parse errors raise, and become one line below
             trainer_defaults={
                 "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "."}},

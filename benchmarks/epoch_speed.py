@@ -1,0 +1,164 @@
+"""Training-epoch throughput on the real CIFAR-10: lit-mc against the tutorial-style PyTorch loop, side by side.
+
+The tutorial loop is what most courses write: ``torchvision.datasets.CIFAR10`` + per-sample ``ToTensor`` and
+``Normalize`` + ``DataLoader`` + the same ConvNet and plain SGD in a hand-written loop. lit-mc runs the baseline
+config through ``Trainer.fit``. Both see the same number of training images; the table reports images/s of the
+training epoch (validation excluded) and the ratio.
+
+    python benchmarks/epoch_speed.py [--data data] [--repeats 1] [--out benchmarks/results/epoch_speed.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import lightning as L
+import torch
+import torchvision
+from torch.utils.data import DataLoader, Subset
+from torchvision import transforms
+
+from lit_mc.cli import run_lightning_cli
+from lit_mc.data.cifar10 import resolve_folder
+from lit_mc.models import ConvNet
+
+REPO = Path(__file__).resolve().parents[1]
+BASELINE = REPO / "configs" / "cifar10" / "baseline.yaml"
+TRAIN_IMAGES = 45_000
+BATCH = 64
+
+
+class _CIFAR10NoMd5(torchvision.datasets.CIFAR10):
+    """torchvision's reader with its md5 check off (the shared copy's file-name entries are placeholders)."""
+
+    train_list = [[f"data_batch_{i}", None] for i in range(1, 6)]
+    test_list = [["test_batch", None]]
+    meta = {"filename": "batches.meta", "key": "label_names", "md5": None}
+
+
+class EpochTimer(L.Callback):
+    """Wall time of each training epoch (no validation inside it: ``limit_val_batches=0``)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def lit_mc_epoch(data: Path, channels_last: bool) -> float:
+    """Images/s of one baseline training epoch through lit-mc's ``Trainer.fit``."""
+    timer = EpochTimer()
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = os.getcwd()
+        os.chdir(tmp)
+        try:
+            cli = run_lightning_cli(
+                [
+                    "--config",
+                    str(BASELINE),
+                    f"--data.data_dir={data}",
+                    "--trainer.max_epochs=1",
+                    "--trainer.limit_val_batches=0",
+                    "--trainer.num_sanity_val_steps=0",
+                    "--test_after_fit=false",
+                    "--trainer.logger=false",
+                    "--trainer.enable_checkpointing=false",
+                    "--trainer.callbacks=[]",
+                    "--trainer.enable_progress_bar=false",
+                    "--trainer.enable_model_summary=false",
+                    f"--model.init_args.channels_last={str(channels_last).lower()}",
+                ],
+                run=False,
+            )
+            cli.trainer.callbacks.append(timer)
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        finally:
+            os.chdir(cwd)
+    images = len(cli.datamodule.train_dataloader()) * BATCH
+    return images / timer.seconds[0]
+
+
+def tutorial_epoch(data: Path, num_workers: int, compile_model: bool = False) -> float:
+    """Images/s of one epoch of the tutorial-style loop over the same number of images (compile time included)."""
+    tf = transforms.Compose(
+        [transforms.ToTensor(), transforms.Normalize((0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261))]
+    )
+    dataset = _CIFAR10NoMd5(str(resolve_folder(data).parent), train=True, transform=tf)
+    subset = Subset(dataset, torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:TRAIN_IMAGES])
+    loader = DataLoader(subset, batch_size=BATCH, shuffle=True, drop_last=True, num_workers=num_workers)
+    torch.manual_seed(0)
+    model: Callable = ConvNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    if compile_model:
+        model = torch.compile(model)
+    start = time.perf_counter()
+    seen = 0
+    for images, labels in loader:
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        seen += len(labels)
+    return seen / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=os.environ.get("LIT_MC_DATA", "data"))
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--compile", action="store_true", help="also time the tutorial loop under torch.compile")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "epoch_speed.json"))
+    args = parser.parse_args()
+    data = Path(args.data)
+    cases: dict[str, Callable[[], float]] = {
+        "lit-mc Trainer.fit, channels-last": lambda: lit_mc_epoch(data, channels_last=True),
+        "lit-mc Trainer.fit, contiguous": lambda: lit_mc_epoch(data, channels_last=False),
+        "tutorial loop, DataLoader workers=0": lambda: tutorial_epoch(data, 0),
+        "tutorial loop, DataLoader workers=2": lambda: tutorial_epoch(data, 2),
+    }
+    if args.compile:
+        cases["tutorial loop, workers=0, torch.compile"] = lambda: tutorial_epoch(data, 0, compile_model=True)
+    results: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(args.repeats):
+        for name, case in cases.items():
+            results[name].append(case())
+            print(f"{name:45s} {results[name][-1]:8.0f} images/s", flush=True)
+    reference = statistics.median(results["tutorial loop, DataLoader workers=0"])
+    print(f"\n{'case':45s} {'images/s (median)':>18s} {'vs tutorial w=0':>16s}")
+    rows = []
+    for name, values in results.items():
+        median = statistics.median(values)
+        rows.append({"case": name, "images_per_s": values, "median": median, "ratio_vs_tutorial": median / reference})
+        print(f"{name:45s} {median:18.0f} {median / reference:15.2f}x")
+    record = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "train_images": TRAIN_IMAGES,
+        "batch_size": BATCH,
+        "rows": rows,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(out)  # atomic: a killed benchmark never leaves half a file
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
