@@ -28,13 +28,15 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
 from lit_mc.cli import run_lightning_cli
-from lit_mc.data.cifar10 import resolve_folder
+from lit_mc.data.augment import Augmentation, augment_batch
+from lit_mc.data.cifar10 import CIFAR10DataModule, resolve_folder
 from lit_mc.models import ConvNet
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = REPO / "configs" / "cifar10" / "baseline.yaml"
 TRAIN_IMAGES = 45_000
 BATCH = 64
+MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
 class _CIFAR10NoMd5(torchvision.datasets.CIFAR10):
@@ -93,12 +95,7 @@ def lit_mc_epoch(data: Path, channels_last: bool) -> float:
 
 def tutorial_epoch(data: Path, num_workers: int, compile_model: bool = False) -> float:
     """Images/s of one epoch of the tutorial-style loop over the same number of images (compile time included)."""
-    tf = transforms.Compose(
-        [transforms.ToTensor(), transforms.Normalize((0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261))]
-    )
-    dataset = _CIFAR10NoMd5(str(resolve_folder(data).parent), train=True, transform=tf)
-    subset = Subset(dataset, torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:TRAIN_IMAGES])
-    loader = DataLoader(subset, batch_size=BATCH, shuffle=True, drop_last=True, num_workers=num_workers)
+    loader = _tutorial_loader(data, num_workers, augment=False)
     torch.manual_seed(0)
     model: Callable = ConvNet()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -115,6 +112,37 @@ def tutorial_epoch(data: Path, num_workers: int, compile_model: bool = False) ->
     return seen / (time.perf_counter() - start)
 
 
+def _tutorial_loader(data: Path, num_workers: int, augment: bool) -> DataLoader:
+    steps = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if augment else []
+    tf = transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+    dataset = _CIFAR10NoMd5(str(resolve_folder(data).parent), train=True, transform=tf)
+    subset = Subset(dataset, torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:TRAIN_IMAGES])
+    return DataLoader(subset, batch_size=BATCH, shuffle=True, drop_last=True, num_workers=num_workers)
+
+
+def pipeline_only(data: Path, lit_mc: bool, augment: bool) -> float:
+    """Images/s of producing one epoch of normalised training batches, no model: the input pipeline alone."""
+    if not lit_mc:
+        loader = _tutorial_loader(data, 0, augment)
+        start = time.perf_counter()
+        seen = sum(len(labels) for _, labels in loader)
+        return seen / (time.perf_counter() - start)
+    aug = Augmentation(crop_padding=4, hflip=True) if augment else None
+    dm = CIFAR10DataModule(data_dir=str(data), batch_size=BATCH, augment=aug)
+    dm.setup("fit")
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in dm.normalization)
+    gen = torch.Generator().manual_seed(0)
+    start = time.perf_counter()
+    seen = 0
+    for images, labels in dm.train_dataloader():
+        x = images.float().div_(255)
+        if aug is not None:
+            x = augment_batch(x, aug, gen)
+        x = (x - mean) / std
+        seen += len(labels)
+    return seen / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.environ.get("LIT_MC_DATA", "data"))
@@ -122,13 +150,17 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time the tutorial loop under torch.compile")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "epoch_speed.json"))
     args = parser.parse_args()
-    data = Path(args.data)
+    data = Path(args.data).resolve()
     cases: dict[str, Callable[[], float]] = {
         "lit-mc Trainer.fit, channels-last": lambda: lit_mc_epoch(data, channels_last=True),
         "lit-mc Trainer.fit, contiguous": lambda: lit_mc_epoch(data, channels_last=False),
         "tutorial loop, DataLoader workers=0": lambda: tutorial_epoch(data, 0),
         "tutorial loop, DataLoader workers=2": lambda: tutorial_epoch(data, 2),
     }
+    cases["input pipeline only: lit-mc"] = lambda: pipeline_only(data, lit_mc=True, augment=False)
+    cases["input pipeline only: torchvision per-sample"] = lambda: pipeline_only(data, lit_mc=False, augment=False)
+    cases["input pipeline, crop+flip: lit-mc batched"] = lambda: pipeline_only(data, lit_mc=True, augment=True)
+    cases["input pipeline, crop+flip: torchvision"] = lambda: pipeline_only(data, lit_mc=False, augment=True)
     if args.compile:
         cases["tutorial loop, workers=0, torch.compile"] = lambda: tutorial_epoch(data, 0, compile_model=True)
     results: dict[str, list[float]] = {name: [] for name in cases}
@@ -136,13 +168,19 @@ def main() -> None:
         for name, case in cases.items():
             results[name].append(case())
             print(f"{name:45s} {results[name][-1]:8.0f} images/s", flush=True)
-    reference = statistics.median(results["tutorial loop, DataLoader workers=0"])
-    print(f"\n{'case':45s} {'images/s (median)':>18s} {'vs tutorial w=0':>16s}")
+    references = {
+        "training": statistics.median(results["tutorial loop, DataLoader workers=0"]),
+        "pipeline": statistics.median(results["input pipeline only: torchvision per-sample"]),
+        "pipeline_aug": statistics.median(results["input pipeline, crop+flip: torchvision"]),
+    }
+    print(f"\n{'case':45s} {'images/s (median)':>18s} {'ratio vs torchvision/tutorial':>30s}")
     rows = []
     for name, values in results.items():
         median = statistics.median(values)
-        rows.append({"case": name, "images_per_s": values, "median": median, "ratio_vs_tutorial": median / reference})
-        print(f"{name:45s} {median:18.0f} {median / reference:15.2f}x")
+        group = "pipeline_aug" if "crop+flip" in name else "pipeline" if "pipeline" in name else "training"
+        ratio = median / references[group]
+        rows.append({"case": name, "images_per_s": values, "median": median, "ratio": ratio, "group": group})
+        print(f"{name:45s} {median:18.0f} {ratio:29.2f}x")
     record = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
