@@ -34,7 +34,7 @@ lint: install
 	$(BIN)/ruff format --check src tests benchmarks
 
 bench: data
-	$(BIN)/python benchmarks/epoch_speed.py
+	$(BIN)/python benchmarks/epoch_speed.py --compile
 
 clean:
 	rm -rf lightning_logs .pytest_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -48,6 +49,9 @@ def test_fit_then_test_writes_a_run(cifar_root: Path, in_tmp: Path) -> None:
     run = Path(cli.trainer.log_dir)
     assert (run / "config.yaml").is_file() and (run / "metrics.csv").is_file()
     assert (run / "confusion_matrix.png").is_file()  # test_after_fit ran on the best checkpoint
+    report = json.loads((run / "test_metrics.json").read_text())
+    assert report["metrics"]["test_acc"] == pytest.approx(float(cli.trainer.callback_metrics["test_acc"]))
+    assert sum(map(sum, report["confusion"])) == 40 and "test_acc_cat" in report["metrics"]
     assert "test_acc" in cli.trainer.callback_metrics
     assert any((run / "checkpoints").glob("best-*.ckpt")) and (run / "checkpoints" / "last.ckpt").is_file()
 
@@ -150,3 +154,34 @@ def test_console_script_exit_code_and_single_line(tmp_path: Path) -> None:
 def test_data_command_reports_a_ready_folder(cifar_root: Path, capsys: pytest.CaptureFixture) -> None:
     main(["data", "cifar10", "--dest", str(cifar_root)])
     assert "300 training and 40 test images" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "logger,artefact",
+    [
+        ("lightning.pytorch.loggers.TensorBoardLogger", "events.out.tfevents"),
+        ("lightning.pytorch.loggers.WandbLogger", ".wandb"),
+    ],
+)
+def test_tensorboard_and_offline_wandb_loggers(
+    logger: str, artefact: str, cifar_root: Path, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """W&B runs offline here (no network, no login): WANDB_MODE is set to offline unless the user configured it."""
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(in_tmp))  # no ~/.netrc login
+    run_lightning_cli(
+        [
+            "fit",
+            "--config",
+            BASELINE,
+            f"--data.data_dir={cifar_root}",
+            "--data.val_size=50",
+            "--trainer.max_epochs=1",
+            f"--trainer.logger={logger}",
+            "--trainer.logger.init_args.save_dir=.",
+            *QUIET,
+        ]
+    )
+    assert os.environ["WANDB_MODE"] == "offline"
+    assert any(artefact in p.name for p in in_tmp.rglob("*")), sorted(p.name for p in in_tmp.rglob("*"))[:50]

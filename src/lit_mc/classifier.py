@@ -7,6 +7,7 @@ per-class accuracy, and the confusion matrix at test time.
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,7 @@ import torchmetrics
 from torch import nn
 
 from lit_mc.errors import LitMcError
+from lit_mc.io import atomic_save_figure, atomic_write_text
 from lit_mc.plots import confusion_matrix_figure
 
 CHECKPOINT_KEY = "lit_mc"
@@ -75,6 +77,7 @@ class ImageClassifier(L.LightningModule):
         self.test_acc = torchmetrics.Accuracy(**metric)
         self.test_f1 = torchmetrics.F1Score(average="macro", **metric)
         self.test_per_class = torchmetrics.Accuracy(average=None, **metric)
+        self.test_loss = torchmetrics.MeanMetric()
         self.test_confusion = torchmetrics.ConfusionMatrix(**metric)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
@@ -129,29 +132,32 @@ class ImageClassifier(L.LightningModule):
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, logits, labels = self._loss(batch)
+        self.test_loss.update(loss, weight=len(labels))
         for metric in (self.test_acc, self.test_f1, self.test_per_class, self.test_confusion):
             metric.update(logits, labels)
-        self.log("test_loss", loss, batch_size=len(labels))
 
     def on_test_epoch_end(self) -> None:
-        self.log("test_acc", self.test_acc.compute())
-        self.log("test_f1", self.test_f1.compute())
+        results = {
+            "test_loss": self.test_loss.compute(),
+            "test_acc": self.test_acc.compute(),
+            "test_f1": self.test_f1.compute(),
+        }
         for name, acc in zip(self.class_names, self.test_per_class.compute(), strict=False):
-            self.log(f"test_acc_{name}", acc)
+            results[f"test_acc_{name}"] = acc
         self.confusion = self.test_confusion.compute().cpu()
-        for metric in (self.test_acc, self.test_f1, self.test_per_class, self.test_confusion):
+        for metric in (self.test_loss, self.test_acc, self.test_f1, self.test_per_class, self.test_confusion):
             metric.reset()
-        self._write_confusion_figure()
+        self.log_dict(results)
+        self._write_test_report({k: float(v) for k, v in results.items()})
 
-    def _write_confusion_figure(self) -> None:
+    def _write_test_report(self, metrics: dict[str, float]) -> None:
+        """Confusion matrix (PNG, and to TensorBoard / W&B) and the test metrics (JSON) in the run folder."""
         fig = confusion_matrix_figure(self.confusion, self.class_names)
         log_dir = self.trainer.log_dir if self._trainer is not None else None
         if log_dir:
-            path = Path(log_dir) / "confusion_matrix.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.png")
-            fig.savefig(tmp, dpi=100)
-            tmp.replace(path)
+            atomic_save_figure(fig, Path(log_dir) / "confusion_matrix.png")
+            report = {"metrics": metrics, "class_names": self.class_names, "confusion": self.confusion.tolist()}
+            atomic_write_text(Path(log_dir) / "test_metrics.json", json.dumps(report, indent=1))
         for logger in self.loggers:
             experiment = getattr(logger, "experiment", None)
             if hasattr(experiment, "add_figure"):  # TensorBoard

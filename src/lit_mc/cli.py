@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from jsonargparse import Namespace
+
 from lit_mc.errors import LitMcError
 
 if TYPE_CHECKING:
@@ -95,6 +97,66 @@ def _remove_if_empty(folder: str | None) -> None:
             Path(folder).rmdir()
 
 
+def resume_last_run(config: Namespace) -> list[dict[str, float]]:
+    """``fit --ckpt_path last``: continue the newest run of the same model and data, in its own run folder.
+
+    Lightning's own ``"last"`` only looks inside the folder of the *new* run, which a fresh process has just made
+    empty; here the newest ``last.ckpt`` under the logger's folder whose saved config has the same ``model`` and
+    ``data`` sections is chosen, and the logger is pointed at that run's version so its logs continue.
+    """
+    import yaml
+
+    logger = config.trainer.get("logger")
+    init = logger.get("init_args") if isinstance(logger, Namespace | dict) else None
+    if init is None:
+        raise LitMcError("--ckpt_path last needs a file logger to find earlier runs", "pass the checkpoint's path")
+    root = Path(init.get("save_dir") or ".") / (init.get("name") or "lightning_logs")
+    wanted = {"model": config.model.as_dict(), "data": config.data.as_dict()}
+    candidates = sorted(root.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for ckpt in candidates:
+        saved_config = ckpt.parent.parent / "config.yaml"
+        saved = yaml.safe_load(saved_config.read_text()) if saved_config.is_file() else {}
+        if {k: saved.get(k) for k in wanted} == wanted:
+            config.ckpt_path = str(ckpt)
+            init["version"] = ckpt.parent.parent.name
+            print(f"lit-mc: resuming {ckpt}")
+            return _metrics_up_to(ckpt.parent.parent / "metrics.csv", _checkpoint_epoch(ckpt))
+    raise LitMcError(
+        f"no run of this model and data with a last.ckpt under {root}",
+        "start without --ckpt_path, or pass the checkpoint's path",
+    )
+
+
+def _checkpoint_epoch(path: Path) -> int:
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+
+
+def _metrics_up_to(metrics_csv: Path, last_epoch: int) -> list[dict[str, float]]:
+    """The logged rows of epochs 0..last_epoch: what the resumed run keeps (later rows are redone)."""
+    import csv
+
+    if not metrics_csv.is_file():
+        return []
+    with metrics_csv.open() as f:
+        rows = [
+            {k: int(float(v)) if k in ("epoch", "step") else float(v) for k, v in row.items() if v not in ("", None)}
+            for row in csv.DictReader(f)
+        ]
+    return [row for row in rows if row.get("epoch", float("inf")) <= last_epoch]
+
+
+def restore_metrics(trainer: object, rows: list[dict[str, float]]) -> None:
+    """Hand the kept rows to the CSV logger, which empties ``metrics.csv`` when it opens a run folder again."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    for logger in getattr(trainer, "loggers", []):
+        if rows and isinstance(logger, CSVLogger):
+            writer = logger.experiment  # opening it removes the old file; the kept rows are written back with the new
+            writer.metrics = [*rows, *writer.metrics]
+
+
 def run_lightning_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
     """``lit-mc fit|validate|test|predict``: any LightningModule and LightningDataModule, chosen in config.
 
@@ -104,6 +166,8 @@ def run_lightning_cli(args: list[str] | None = None, run: bool = True) -> Lightn
     from lightning.pytorch.callbacks import RichProgressBar
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+    from lit_mc.callbacks import EpochSeed, LastCheckpoint
+
     class LitMcCLI(LightningCLI):
         """LightningCLI plus a rich progress bar by default and ``--test_after_fit`` (test the best checkpoint)."""
 
@@ -112,9 +176,22 @@ def run_lightning_cli(args: list[str] | None = None, run: bool = True) -> Lightn
                 "--test_after_fit", type=bool, default=False, help="after fit, test the best checkpoint"
             )
 
+        def before_instantiate_classes(self) -> None:
+            self.kept_metrics: list[dict] = []
+            if self.subcommand == "fit" and self.config.fit.get("ckpt_path") == "last":
+                self.kept_metrics = resume_last_run(self.config.fit)
+
+        def before_fit(self) -> None:
+            restore_metrics(self.trainer, self.kept_metrics)
+
         def _instantiate_trainer(self, config: dict, callbacks: list) -> L.Trainer:
             if config.get("enable_progress_bar") is not False:
                 callbacks = [*callbacks, RichProgressBar(leave=True)]
+            if config.get("enable_checkpointing") is not False:
+                callbacks = [*callbacks, LastCheckpoint()]
+            seed = self._get(self.config, "seed_everything")
+            if isinstance(seed, int) and not isinstance(seed, bool):
+                callbacks = [*callbacks, EpochSeed(seed)]
             return super()._instantiate_trainer(config, callbacks)
 
         def _run_subcommand(self, subcommand: str) -> None:
@@ -169,12 +246,42 @@ def run_data_command(args: list[str]) -> None:
     )
 
 
+def run_cv_command(args: list[str]) -> None:
+    """``lit-mc cv --config X --folds K [overrides]``: k-fold cross-validation with error bars."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from lit_mc.studies import CrossValidation, ResultsStore
+
+    parser = argparse.ArgumentParser(prog="lit-mc cv", description="k-fold cross-validation of one config.")
+    parser.add_argument("--config", required=True, help="a `lit-mc fit` config file")
+    parser.add_argument("--folds", type=int, default=5, help="number of folds k (default 5)")
+    parser.add_argument("--store", default=None, help="results folder (default results/cv/<config name>)")
+    opts, overrides = parser.parse_known_args(args)
+    if opts.folds < 2:
+        raise LitMcError(f"--folds {opts.folds} is too few for cross-validation", "use --folds 2 or more")
+    if not Path(opts.config).is_file():
+        raise LitMcError(f"config {opts.config} does not exist", "pass the path of a config under configs/")
+    store = ResultsStore(opts.store or Path("results") / "cv" / Path(opts.config).stem)
+    summary = CrossValidation(opts.config, opts.folds, overrides, store).run()
+    table = Table(title=f"{opts.folds}-fold CV of {opts.config} {' '.join(overrides)}")
+    for column in ("metric", "mean", "std", "95% CI", "per fold"):
+        table.add_column(column)
+    for metric, s in summary["summary"].items():
+        folds = " ".join(f"{f[metric]:.4f}" for f in summary["per_fold"])
+        table.add_row(metric, f"{s['mean']:.4f}", f"{s['std']:.4f}", f"[{s['ci_low']:.4f}, {s['ci_high']:.4f}]", folds)
+    Console().print(table)
+    print(f"results in {store.root} (wall time of the folds: {summary['wall_s']:.0f} s)")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point; ``argv`` defaults to the command line (LightningCLI reads ``sys.argv`` itself then)."""
     words = list(sys.argv[1:] if argv is None else argv)
     try:
         if words[:1] == ["data"]:
             run_data_command(words[1:])
+        elif words[:1] == ["cv"]:
+            run_cv_command(words[1:])
         else:
             run_lightning_cli(argv)
     except LitMcError as e:

@@ -1,5 +1,7 @@
 """Callbacks shared by every study."""
 
+from lit_mc.callbacks.checkpoint import LastCheckpoint
 from lit_mc.callbacks.predictions import PredictionWriter
+from lit_mc.callbacks.seeding import EpochSeed
 
-__all__ = ["PredictionWriter"]
+__all__ = ["EpochSeed", "LastCheckpoint", "PredictionWriter"]

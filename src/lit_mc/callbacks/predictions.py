@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
+
+from lit_mc.io import atomic_write_text
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -34,13 +37,11 @@ class PredictionWriter(BasePredictionWriter):
         path = Path(self.filename)
         if not path.is_absolute():
             path = Path(trainer.log_dir or ".") / path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["index", "pred", "pred_name", "confidence", *[f"p_{n}" for n in names]])
-            for i, row in enumerate(probs):
-                k = int(row.argmax())
-                writer.writerow([i, k, names[k], f"{row[k]:.5f}", *[f"{p:.5f}" for p in row.tolist()]])
-        tmp.replace(path)
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(["index", "pred", "pred_name", "confidence", *[f"p_{n}" for n in names]])
+        for i, row in enumerate(probs):
+            k = int(row.argmax())
+            writer.writerow([i, k, names[k], f"{row[k]:.5f}", *[f"{p:.5f}" for p in row.tolist()]])
+        atomic_write_text(path, text.getvalue())
         print(f"wrote {len(probs)} predictions to {path}")

@@ -1,0 +1,38 @@
+"""Atomic file writes: a reader (or a crash) sees the old file or the whole new one, never a part of it."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically: temporary file in the same folder, fsync, rename."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str, not {type(text).__name__}")
+    _atomic_write(Path(path), text.encode())
+
+
+def atomic_save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> None:
+    """Save a matplotlib figure atomically (format from the suffix)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")
+    _atomic_write(Path(path), buffer.getvalue())

@@ -1,0 +1,133 @@
+"""k-fold cross-validation: the same config trained on folds 0..k-1, each metric summarised with its error.
+
+Lightning has no k-fold loop, and none is needed: the DataModule already selects fold ``f`` of a stratified
+k-fold split (``--data.num_folds k --data.fold f``), so cross-validation is a loop of ordinary ``fit`` runs.
+Every finished fold is a cell of a :class:`ResultsStore` (keyed by its resolved config), so an interrupted CV
+resumes where it stopped and a repeated one costs nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from scipy import stats
+
+from lit_mc.studies.store import ResultsStore, config_key
+
+METRICS = ("val_acc", "val_f1", "val_loss", "train_acc", "train_loss")
+VOLATILE = ("logger", "enable_progress_bar", "enable_model_summary")  # trainer keys that do not change results
+
+
+def summarize(values: list[float], confidence: float = 0.95) -> dict[str, float]:
+    """Mean, sample std, standard error and the two-sided Student-t confidence interval of the mean."""
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
+    sem = std / math.sqrt(n) if n > 1 else float("nan")
+    low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=sem) if n > 1 else (float("nan"),) * 2
+    return {"n": n, "mean": mean, "std": std, "sem": sem, "ci_low": float(low), "ci_high": float(high)}
+
+
+def read_curves(metrics_csv: Path) -> list[dict[str, float]]:
+    """Per-epoch rows from a CSVLogger ``metrics.csv`` (train and val metrics land in separate rows)."""
+    by_epoch: dict[int, dict[str, float]] = {}
+    with metrics_csv.open() as f:
+        for row in csv.DictReader(f):
+            if row.get("epoch") in (None, ""):
+                continue
+            epoch = int(float(row["epoch"]))
+            entry = by_epoch.setdefault(epoch, {"epoch": epoch})
+            for key, value in row.items():
+                if key in METRICS and value not in ("", None):
+                    entry[key] = float(value)
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+class CrossValidation:
+    """Train ``config`` (plus command-line ``overrides``) on every fold and store one cell per fold.
+
+    Args:
+        config: path of a ``lit-mc fit`` config file.
+        folds: number of folds k (>= 2).
+        overrides: extra LightningCLI arguments, e.g. ``["--model.init_args.lr=0.05"]``.
+        store: results store; run folders (checkpoints, logs) go to ``runs_dir``, which is not committed.
+        runs_dir: where the fold runs write their Lightning logs.
+    """
+
+    def __init__(
+        self,
+        config: str | Path,
+        folds: int,
+        overrides: list[str] | None = None,
+        store: ResultsStore | None = None,
+        runs_dir: str | Path = "lightning_logs/cv",
+    ) -> None:
+        self.config = Path(config)
+        self.folds = folds
+        self.overrides = list(overrides or [])
+        self.store = store or ResultsStore(Path("results") / "cv" / self.config.stem)
+        self.runs_dir = Path(runs_dir)
+
+    def _cli_args(self, fold: int) -> list[str]:
+        return [
+            "--config", str(self.config), *self.overrides,
+            f"--data.init_args.num_folds={self.folds}", f"--data.init_args.fold={fold}", "--test_after_fit=false",
+            f"--trainer.logger.init_args.save_dir={self.runs_dir}",
+            f"--trainer.logger.init_args.name={self.config.stem}",
+        ]  # fmt: skip
+
+    def run_fold(self, fold: int) -> dict[str, Any]:
+        """Train fold ``fold`` unless its cell exists; returns the cell."""
+        from lit_mc.cli import run_lightning_cli
+
+        cli = run_lightning_cli(self._cli_args(fold), run=False)
+        resolved = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
+        for key in VOLATILE:
+            resolved.get("trainer", {}).pop(key, None)
+        key = config_key(resolved)
+        if self.store.has(key):
+            return self.store.read(key)
+        start = time.perf_counter()
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        seconds = time.perf_counter() - start
+        metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k in METRICS}
+        train_images = len(cli.datamodule.train_idx) * cli.trainer.current_epoch
+        record = {
+            "key": key,
+            "config": str(self.config),
+            "overrides": self.overrides,
+            "fold": fold,
+            "folds": self.folds,
+            "final": metrics,
+            "curves": read_curves(Path(cli.trainer.log_dir) / "metrics.csv"),
+            "epochs": cli.trainer.current_epoch,
+            "train_images": len(cli.datamodule.train_idx),
+            "val_images": len(cli.datamodule.val_idx),
+            "wall_s": seconds,
+            "images_per_s": train_images / seconds if seconds else None,
+            "params": sum(p.numel() for p in cli.model.parameters()),
+            "run_dir": str(cli.trainer.log_dir),
+            "resolved_config": resolved,
+        }
+        self.store.write(key, record)
+        return record
+
+    def run(self) -> dict[str, Any]:
+        """All folds (finished ones are read back), then the summary, written next to the cells."""
+        cells = [self.run_fold(fold) for fold in range(self.folds)]
+        summary = {
+            "config": str(self.config),
+            "overrides": self.overrides,
+            "folds": self.folds,
+            "per_fold": [cell["final"] for cell in cells],
+            "summary": {m: summarize([c["final"][m] for c in cells]) for m in METRICS if m in cells[0]["final"]},
+            "wall_s": sum(c["wall_s"] for c in cells),
+            "cells": [c["key"] for c in cells],
+        }
+        self.store.write_summary("summary", summary)
+        return summary

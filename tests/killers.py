@@ -1,0 +1,57 @@
+"""Callbacks that end the process with SIGKILL at a chosen point, for the resume tests (run in a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import lightning as L
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillAt(L.Callback):
+    """SIGKILL the training process at ``point`` of epoch ``epoch``.
+
+    Points: ``mid_epoch`` (training batch 2), ``validation`` (first validation batch), ``checkpoint_write``
+    (halfway through writing the checkpoint file's bytes).
+    """
+
+    def __init__(self, point: str, epoch: int) -> None:
+        self.point = point
+        self.epoch = epoch
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:  # noqa: ANN001
+        if self.point == "mid_epoch" and trainer.current_epoch == self.epoch and batch_idx == 2:
+            _die()
+
+    def on_validation_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:  # noqa: ANN002
+        if self.point == "validation" and trainer.current_epoch == self.epoch and not trainer.sanity_checking:
+            _die()
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if self.point == "checkpoint_write" and trainer.current_epoch == self.epoch:
+            from fsspec.implementations.local import LocalFileOpener
+
+            original = LocalFileOpener.write
+
+            def half_then_die(opener, data):  # noqa: ANN001, ANN202
+                original(opener, bytes(data)[: len(data) // 2])
+                opener.flush()
+                _die()
+
+            LocalFileOpener.write = half_then_die
+
+
+class ExplodeAt(L.Callback):
+    """Multiply the learning rate by 1e30 when epoch ``epoch`` starts, so the loss becomes NaN/inf."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            for group in trainer.optimizers[0].param_groups:
+                group["lr"] *= 1e30
