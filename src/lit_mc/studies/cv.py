@@ -29,7 +29,12 @@ def summarize(values: list[float], confidence: float = 0.95) -> dict[str, float]
     mean = sum(values) / n
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
     sem = std / math.sqrt(n) if n > 1 else float("nan")
-    low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=sem) if n > 1 else (float("nan"),) * 2
+    if n < 2:
+        low = high = float("nan")
+    elif sem == 0:  # identical values: the interval collapses (scipy would warn and return nan)
+        low = high = mean
+    else:
+        low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=sem)
     return {"n": n, "mean": mean, "std": std, "sem": sem, "ci_low": float(low), "ci_high": float(high)}
 
 
