@@ -13,6 +13,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
+# command-line flags the tests share: no progress output, and (BARE) no logger, checkpoints or config callbacks
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+BARE = ["--trainer.logger=false", "--trainer.enable_checkpointing=false", "--trainer.callbacks=[]", *QUIET]
+
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 

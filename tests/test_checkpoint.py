@@ -9,7 +9,7 @@ import lightning as L
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import QUIET, REPO
 from lit_mc.classifier import ImageClassifier
 from lit_mc.cli import run_lightning_cli
 from lit_mc.data.cifar10 import CIFAR10DataModule
@@ -34,8 +34,7 @@ def trained_run(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
                 "--data.val_size=50",
                 "--trainer.max_epochs=1",
                 "--test_after_fit=false",
-                "--trainer.enable_progress_bar=false",
-                "--trainer.enable_model_summary=false",
+                *QUIET,
             ]
         )
         return Path(cli.trainer.log_dir).resolve() / "checkpoints" / "last.ckpt"

@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import QUIET, REPO
 from lit_mc.cli import condense_parser_error, main, run_lightning_cli
 
 BASELINE = str(REPO / "configs" / "cifar10" / "baseline.yaml")
-QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 
 def _error_line(capsys: pytest.CaptureFixture, argv: list[str]) -> str:

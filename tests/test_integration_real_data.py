@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, real_cifar_dir
+from conftest import QUIET, REPO, real_cifar_dir
 from lit_mc.cli import run_lightning_cli
 from lit_mc.data.cifar10 import load_cifar10
 
@@ -39,8 +39,7 @@ def test_one_epoch_on_5000_images_beats_30_percent(tmp_path: Path, monkeypatch: 
             "--data.val_size=0.1",
             "--trainer.max_epochs=1",
             "--test_after_fit=false",
-            "--trainer.enable_progress_bar=false",
-            "--trainer.enable_model_summary=false",
+            *QUIET,
         ]
     )
     assert len(cli.datamodule.train_idx) == 4500 and len(cli.datamodule.val_idx) == 500

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import BARE, REPO
 from lit_mc.cli import run_lightning_cli
 
 # config, extra overrides, step budget (one step per epoch when overfitting one batch)
@@ -34,11 +34,7 @@ def test_overfit_one_batch(config: str, cifar_root: Path, tmp_path: Path, monkey
             f"--trainer.max_epochs={steps}",
             "--trainer.limit_val_batches=0",
             "--test_after_fit=false",
-            "--trainer.logger=false",
-            "--trainer.enable_checkpointing=false",
-            "--trainer.callbacks=[]",
-            "--trainer.enable_progress_bar=false",
-            "--trainer.enable_model_summary=false",
+            *BARE,
             *extra,
         ]
     )

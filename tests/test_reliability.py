@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import QUIET, REPO
 
 CONFIG = str(REPO / "configs" / "cifar10" / "baseline.yaml")
 EPOCHS = 4
@@ -31,8 +31,7 @@ def _fit(cwd: Path, data: Path, *extra: str, env: dict | None = None) -> subproc
         "--data.batch_size=32",
         f"--trainer.max_epochs={EPOCHS}",
         "--test_after_fit=false",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
+        *QUIET,
         "--trainer.deterministic=true",
         "--model.init_args.model.init_args.dropout=0.3",  # dropout: RNG must resume
         "--data.augment.hflip=true",

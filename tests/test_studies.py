@@ -8,12 +8,15 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import pytest
+import yaml
 from scipy import stats
 
-from conftest import REPO
+from conftest import QUIET, REPO
 from lit_mc.cli import main
+from lit_mc.errors import LitMcError
 from lit_mc.io import atomic_write_text
-from lit_mc.studies import CrossValidation, ResultsStore, config_key, summarize
+from lit_mc.studies import CrossValidation, ResultsStore, Study, config_key, run_study, summarize
+from lit_mc.studies.study import Expectation, compare_to_reference, verdict
 
 BASELINE = REPO / "configs" / "cifar10" / "baseline.yaml"
 
@@ -45,8 +48,7 @@ def cv(cifar_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cro
     overrides = [
         f"--data.data_dir={cifar_root}",
         "--trainer.max_epochs=1",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
+        *QUIET,
     ]
     return CrossValidation(BASELINE, 3, overrides, ResultsStore(tmp_path / "store"), runs_dir=tmp_path / "runs")
 
@@ -89,8 +91,7 @@ def test_cv_command_prints_the_table(
             "2",
             f"--data.data_dir={cifar_root}",
             "--trainer.max_epochs=1",
-            "--trainer.enable_progress_bar=false",
-            "--trainer.enable_model_summary=false",
+            *QUIET,
         ]
     )
     out = capsys.readouterr().out
@@ -105,3 +106,104 @@ def test_cv_command_rejects_one_fold(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         main(["cv", "--config", str(BASELINE), "--folds", "1"])
     assert "too few" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------- studies
+def _study_file(tmp_path: Path, cifar_root: Path, **extra) -> Path:  # noqa: ANN003
+    body = {
+        "hypothesis": "A larger learning rate learns faster in one epoch.",
+        "reference": "Bengio 2012, Practical recommendations, sec. 3.1.1",
+        "base": str(BASELINE),
+        "budget": [f"--data.data_dir={cifar_root}", "--trainer.max_epochs=1", *QUIET],
+        "folds": 2,
+        "grid": {"model.init_args.lr": [0.01, 0.1]},
+        "reference_setting": {"model.init_args.lr": 0.01},
+        "expectation": {"setting": {"model.init_args.lr": 0.1}, "direction": "higher"},
+        **extra,
+    }
+    path = tmp_path / "lr_study.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+def test_study_file_validation(tmp_path: Path, cifar_root: Path) -> None:
+    study = Study.load(_study_file(tmp_path, cifar_root, grid={"a": [1, 2], "b": ["x", "y", "z"]}))
+    assert len(study.settings()) == 6 and study.settings()[0] == {"a": 1, "b": "x"} and study.name == "lr_study"
+    with pytest.raises(LitMcError, match="unknown keys"):
+        Study.load(_study_file(tmp_path, cifar_root, grdi={}))
+    with pytest.raises(LitMcError, match="non-empty list"):
+        Study.load(_study_file(tmp_path, cifar_root, grid={"a": 3}))
+    with pytest.raises(LitMcError, match="does not exist"):
+        Study.load(tmp_path / "nope.yaml")
+
+
+def _rows(base: list[float], other: list[float]) -> list[dict]:
+    return [
+        {"setting": {"lr": 0.01}, "label": "lr=0.01", "values": base},
+        {"setting": {"lr": 0.1}, "label": "lr=0.1", "values": other},
+    ]
+
+
+@pytest.mark.parametrize(
+    "other,direction,word",
+    [
+        ([0.60, 0.62, 0.61, 0.63], "higher", "supported"),
+        ([0.40, 0.42, 0.41, 0.43], "higher", "not supported"),
+        ([0.50, 0.52, 0.49, 0.51], "higher", "inconclusive"),
+        ([0.40, 0.42, 0.41, 0.43], "lower", "supported"),
+    ],
+)
+def test_verdict_from_paired_test(other: list[float], direction: str, word: str) -> None:
+    study = Study(
+        "s",
+        "h",
+        "r",
+        "b",
+        {"lr": [0.01, 0.1]},
+        folds=4,
+        reference_setting={"lr": 0.01},
+        expectation=Expectation({"lr": 0.1}, direction),
+    )
+    base = [0.50, 0.51, 0.50, 0.52]
+    comparisons = compare_to_reference(study, _rows(base, other))
+    assert comparisons[0]["p_value"] == pytest.approx(stats.ttest_rel(other, base).pvalue)
+    assert verdict(study, comparisons).startswith(word)
+
+
+def test_study_runs_resumes_and_reports(
+    cifar_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = _study_file(tmp_path, cifar_root)
+    main(["study", "run", str(path)])
+    report = json.loads((tmp_path / "results" / "studies" / "lr_study" / "study.json").read_text())
+    assert [row["label"] for row in report["rows"]] == ["lr=0.01", "lr=0.1"]
+    assert all(len(row["values"]) == 2 for row in report["rows"]) and report["verdict"]
+    assert len(list((tmp_path / "results" / "studies" / "lr_study" / "cells").glob("*.json"))) == 4
+
+    monkeypatch.setattr(L.Trainer, "fit", lambda *a, **k: pytest.fail("a finished cell was trained again"))
+    main(["study", "run", str(path)])
+    capsys.readouterr()
+    main(["study", "report", "lr_study"])
+    out = capsys.readouterr().out
+    assert "verdict:" in out and "lr=0.1" in out and "Bengio" in out
+    for figure in ("learning_curves.png", "metric.png"):
+        assert (tmp_path / "results" / "studies" / "lr_study" / figure).stat().st_size > 1000
+    assert not (tmp_path / "results" / "studies" / "lr_study" / "heatmap.png").exists()  # a 1-D grid
+
+
+def test_heatmap_for_two_key_grids() -> None:
+    from lit_mc.plots import heatmap_figure
+
+    rows = [{"setting": {"lr": lr, "bs": bs}, "summary": {"mean": lr * bs}} for lr in (0.1, 0.01) for bs in (32, 64)]
+    fig = heatmap_figure({"rows": rows, "metric": "val_acc"})
+    assert fig is not None and fig.axes[0].get_xlabel() == "bs"
+
+
+def test_study_with_two_worker_processes(cifar_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    study = Study.load(_study_file(tmp_path, cifar_root))
+    store = ResultsStore(tmp_path / "parallel")
+    report = run_study(study, store, runs_dir=tmp_path / "runs", jobs=2)
+    assert len(store.cells()) == 4 and [len(row["values"]) for row in report["rows"]] == [2, 2]
+    assert {c["key"] for c in store.cells()} == {key for row in report["rows"] for key in row["cells"]}

@@ -246,6 +246,12 @@ def run_data_command(args: list[str]) -> None:
     )
 
 
+def _summary_cells(s: dict[str, float], values: list[float]) -> list[str]:
+    """Table cells: mean, std, 95% interval, per-fold values."""
+    per_fold = " ".join(f"{v:.4f}" for v in values)
+    return [f"{s['mean']:.4f}", f"{s['std']:.4f}", f"[{s['ci_low']:.4f}, {s['ci_high']:.4f}]", per_fold]
+
+
 def run_cv_command(args: list[str]) -> None:
     """``lit-mc cv --config X --folds K [overrides]``: k-fold cross-validation with error bars."""
     from rich.console import Console
@@ -268,10 +274,48 @@ def run_cv_command(args: list[str]) -> None:
     for column in ("metric", "mean", "std", "95% CI", "per fold"):
         table.add_column(column)
     for metric, s in summary["summary"].items():
-        folds = " ".join(f"{f[metric]:.4f}" for f in summary["per_fold"])
-        table.add_row(metric, f"{s['mean']:.4f}", f"{s['std']:.4f}", f"[{s['ci_low']:.4f}, {s['ci_high']:.4f}]", folds)
+        table.add_row(metric, *_summary_cells(s, [fold[metric] for fold in summary["per_fold"]]))
     Console().print(table)
     print(f"results in {store.root} (wall time of the folds: {summary['wall_s']:.0f} s)")
+
+
+def run_study_command(args: list[str]) -> None:
+    """``lit-mc study run FILE`` trains a study's missing cells; ``lit-mc study report NAME`` shows its results."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from lit_mc.studies import ResultsStore, Study, run_study
+    from lit_mc.studies.study import write_figures
+
+    parser = argparse.ArgumentParser(prog="lit-mc study", description="Hypothesis studies over a hand-set grid.")
+    parser.add_argument("action", choices=["run", "report"])
+    parser.add_argument("study", help="run: a study file; report: a study name or file")
+    parser.add_argument("--results", default="results/studies", help="results root (default results/studies)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time, in worker processes (default 1)")
+    opts = parser.parse_args(args)
+    name = Path(opts.study).stem
+    store = ResultsStore(Path(opts.results) / name)
+    if opts.action == "run":
+        report = run_study(Study.load(opts.study), store, jobs=opts.jobs)
+    else:
+        path = store.root / "study.json"
+        if not path.is_file():
+            raise LitMcError(f"no results for study {name} in {store.root}", f"run `lit-mc study run {opts.study}`")
+        report = json.loads(path.read_text())
+    table = Table(title=f"{report['name']}: {report['hypothesis']}")
+    for column in ("setting", f"{report['metric']} mean", "std", "95% CI", "per fold"):
+        table.add_column(column)
+    for row in report["rows"]:
+        table.add_row(row["label"], *_summary_cells(row["summary"], row["values"]))
+    console = Console()
+    console.print(table)
+    console.print(f"reference: {report['reference']}")
+    console.print(f"verdict: {report['verdict']}")
+    console.print(f"compute: {report['wall_s']:.0f} s over {len(report['rows'])} settings x {report['folds']} folds")
+    for path in write_figures(report, store):
+        console.print(f"figure: {path}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -282,6 +326,8 @@ def main(argv: list[str] | None = None) -> None:
             run_data_command(words[1:])
         elif words[:1] == ["cv"]:
             run_cv_command(words[1:])
+        elif words[:1] == ["study"]:
+            run_study_command(words[1:])
         else:
             run_lightning_cli(argv)
     except LitMcError as e:

@@ -29,3 +29,74 @@ def confusion_matrix_figure(confusion: torch.Tensor, class_names: Sequence[str])
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig
+
+
+def _mean_curve(cells: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """Epoch-wise mean of ``key`` over the folds' curves (epochs that every fold logged)."""
+    per_fold = [{row["epoch"]: row[key] for row in cell["curves"] if key in row} for cell in cells]
+    epochs = sorted(set.intersection(*(set(c) for c in per_fold))) if per_fold else []
+    return epochs, [sum(c[e] for c in per_fold) / len(per_fold) for e in epochs]
+
+
+def learning_curves_figure(rows: list[dict], cells: dict[str, dict]) -> Figure:
+    """Loss and accuracy per epoch for every setting (mean over folds): validation solid, training dashed."""
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
+    colours = [f"C{i % 10}" for i in range(len(rows))]
+    for row, colour in zip(rows, colours, strict=True):
+        mine = [cells[key] for key in row["cells"]]
+        for ax, metric in zip(axes, ("loss", "acc"), strict=True):
+            for split, style in (("val", "-"), ("train", "--")):
+                epochs, values = _mean_curve(mine, f"{split}_{metric}")
+                label = row["label"] if split == "val" else None
+                ax.plot([e + 1 for e in epochs], values, style, color=colour, label=label)
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8, title="val (solid), train (dashed)", title_fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def metric_bars_figure(report: dict) -> Figure:
+    """The study's metric per setting: mean over folds with its 95% t-interval, and each fold as a dot."""
+    rows = report["rows"]
+    fig = Figure(figsize=(max(4, 1.3 * len(rows)), 3.5))
+    ax = fig.subplots()
+    for i, row in enumerate(rows):
+        s = row["summary"]
+        ax.errorbar(i, s["mean"], yerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]], fmt="o", capsize=4)
+        ax.plot([i] * len(row["values"]), row["values"], ".", color="grey", alpha=0.6)
+    ax.set_xticks(range(len(rows)), [row["label"] for row in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"{report['metric']} (mean, 95% CI)")
+    ax.set_title(report["name"], fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap_figure(report: dict) -> Figure | None:
+    """Mean metric over a two-key grid (e.g. learning rate x batch size); None for other grids."""
+    keys = list(report["rows"][0]["setting"])
+    if len(keys) != 2:
+        return None
+    ys = sorted({row["setting"][keys[0]] for row in report["rows"]})
+    xs = sorted({row["setting"][keys[1]] for row in report["rows"]})
+    grid = torch.full((len(ys), len(xs)), float("nan"))
+    for row in report["rows"]:
+        grid[ys.index(row["setting"][keys[0]]), xs.index(row["setting"][keys[1]])] = row["summary"]["mean"]
+    fig = Figure(figsize=(1.1 * len(xs) + 2.5, 0.8 * len(ys) + 1.5))
+    ax = fig.subplots()
+    image = ax.imshow(grid.numpy(), cmap="viridis")
+    ax.set_xticks(range(len(xs)), [str(x) for x in xs])
+    ax.set_yticks(range(len(ys)), [str(y) for y in ys])
+    ax.set_xlabel(keys[1].split(".")[-1])
+    ax.set_ylabel(keys[0].split(".")[-1])
+    for i in range(len(ys)):
+        for j in range(len(xs)):
+            if not torch.isnan(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=8, color="white")
+    fig.colorbar(image, ax=ax, label=report["metric"])
+    fig.tight_layout()
+    return fig

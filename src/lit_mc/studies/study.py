@@ -1,0 +1,229 @@
+"""Hypothesis studies: a hand-set grid of config overrides, each setting cross-validated, judged against the base.
+
+A study file (YAML) states the hypothesis, its reference, the base config, the grid, the budget and the
+expectation to test::
+
+    name: learning_rate
+    hypothesis: Plain SGD trains fastest at an intermediate learning rate.
+    reference: Bengio, "Practical recommendations for gradient-based training", 2012, sec. 3.1.1
+    base: configs/cifar10/baseline.yaml
+    budget: ["--trainer.max_epochs=5", "--data.subset=0.2"]   # applied to every cell
+    folds: 3                                                  # repeats, as stratified folds
+    metric: val_acc
+    grid:
+      model.init_args.lr: [0.001, 0.003, 0.01, 0.03, 0.1]
+    reference_setting: {model.init_args.lr: 0.01}             # what every other setting is compared with
+    expectation: {setting: {model.init_args.lr: 0.03}, direction: higher}
+
+Every (setting, fold) is one Lightning run stored as a cell (see :class:`ResultsStore`), so a study resumes
+after a kill without losing or repeating a cell. There is no search: the grid is the user's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from scipy import stats
+
+from lit_mc.errors import LitMcError
+from lit_mc.studies.cv import CrossValidation, summarize
+from lit_mc.studies.store import ResultsStore
+
+Setting = dict[str, Any]
+ALPHA = 0.05
+
+
+@dataclass
+class Expectation:
+    """What the hypothesis predicts: ``setting`` scores ``higher`` or ``lower`` than the reference setting."""
+
+    setting: Setting
+    direction: Literal["higher", "lower"] = "higher"
+
+
+@dataclass
+class Study:
+    """A parsed study file."""
+
+    name: str
+    hypothesis: str
+    reference: str
+    base: str
+    grid: dict[str, list[Any]]
+    metric: str = "val_acc"
+    folds: int = 3
+    budget: list[str] = field(default_factory=list)
+    reference_setting: Setting | None = None
+    expectation: Expectation | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Study:
+        path = Path(path)
+        if not path.is_file():
+            raise LitMcError(f"study file {path} does not exist", "pass a file from configs/studies/")
+        raw = yaml.safe_load(path.read_text()) or {}
+        missing = [k for k in ("hypothesis", "reference", "base", "grid") if k not in raw]
+        if missing:
+            raise LitMcError(f"study file {path} lacks {', '.join(missing)}", "add them (see lit_mc/studies/study.py)")
+        expectation = raw.pop("expectation", None)
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(raw) - known - {"name"})
+        if unknown:
+            raise LitMcError(f"study file {path} has unknown keys {unknown}", f"use only {sorted(known)}")
+        raw.setdefault("name", path.stem)
+        study = cls(**raw, expectation=Expectation(**expectation) if expectation else None)
+        if not study.grid or any(not isinstance(v, list) or not v for v in study.grid.values()):
+            raise LitMcError(f"study {study.name}: every grid key needs a non-empty list", "write key: [v1, v2, ...]")
+        if study.folds < 2:
+            raise LitMcError(f"study {study.name}: folds={study.folds}", "use at least 2 folds for error bars")
+        return study
+
+    def settings(self) -> list[Setting]:
+        """The grid's cartesian product, in file order."""
+        keys = list(self.grid)
+        return [dict(zip(keys, values, strict=True)) for values in itertools.product(*self.grid.values())]
+
+
+def _override_args(setting: Setting) -> list[str]:
+    """``{"model.init_args.lr": 0.1}`` -> ``["--model.init_args.lr=0.1"]`` (lists and bools as JSON)."""
+    return [f"--{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in setting.items()]
+
+
+def setting_label(setting: Setting) -> str:
+    return ", ".join(f"{key.split('.')[-1]}={value}" for key, value in setting.items())
+
+
+def _run_cell(cv: CrossValidation, fold: int) -> dict[str, Any]:
+    """One (setting, fold) run; a top-level function so that worker processes can be handed it."""
+    import torch
+
+    if torch.get_num_threads() > 1 and _in_worker():
+        torch.set_num_threads(1)  # N workers on N cores: one thread each, or they fight over the cores
+    return cv.run_fold(fold)
+
+
+def _in_worker() -> bool:
+    import multiprocessing
+
+    return multiprocessing.parent_process() is not None
+
+
+def run_study(
+    study: Study, store: ResultsStore, runs_dir: str | Path = "lightning_logs/studies", jobs: int = 1
+) -> dict[str, Any]:
+    """Train every (setting, fold) not stored yet, ``jobs`` at a time; return the summaries and the verdict."""
+    settings = study.settings()
+    runs = Path(runs_dir) / study.name
+    cvs = [CrossValidation(study.base, study.folds, [*study.budget, *_override_args(s)], store, runs) for s in settings]
+    tasks = [(cv, fold) for cv in cvs for fold in range(study.folds)]
+    if jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            cells = list(pool.map(_run_cell, *zip(*tasks, strict=True)))
+    else:
+        cells = [_run_cell(cv, fold) for cv, fold in tasks]
+    rows = []
+    for i, setting in enumerate(settings):
+        mine = cells[i * study.folds : (i + 1) * study.folds]
+        values = [cell["final"][study.metric] for cell in mine]
+        rows.append(
+            {
+                "setting": setting,
+                "label": setting_label(setting),
+                "values": values,
+                "summary": summarize(values),
+                "wall_s": sum(cell["wall_s"] for cell in mine),
+                "cells": [cell["key"] for cell in mine],
+            }
+        )
+    report = {
+        "name": study.name,
+        "hypothesis": study.hypothesis,
+        "reference": study.reference,
+        "metric": study.metric,
+        "folds": study.folds,
+        "budget": study.budget,
+        "rows": rows,
+        "comparisons": compare_to_reference(study, rows),
+        "wall_s": sum(row["wall_s"] for row in rows),
+    }
+    report["verdict"] = verdict(study, report["comparisons"])
+    store.write_summary("study", report)
+    return report
+
+
+def compare_to_reference(study: Study, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each setting against the reference setting: mean difference, paired t-test and Cohen's d over folds."""
+    reference = study.reference_setting or study.settings()[0]
+    base = next((row for row in rows if row["setting"] == reference), None)
+    if base is None:
+        raise LitMcError(f"study {study.name}: reference_setting {reference} is not in the grid", "pick a grid point")
+    comparisons = []
+    for row in rows:
+        if row is base:
+            continue
+        diffs = [a - b for a, b in zip(row["values"], base["values"], strict=True)]
+        mean = sum(diffs) / len(diffs)
+        sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
+        if sd == 0:  # identical differences in every fold: no spread to test against
+            p = 1.0 if mean == 0 else 0.0
+        else:
+            p = float(stats.ttest_rel(row["values"], base["values"]).pvalue)
+        comparisons.append(
+            {
+                "setting": row["setting"],
+                "label": row["label"],
+                "against": base["label"],
+                "mean_difference": mean,
+                "cohens_d": mean / sd if sd else math.copysign(math.inf, mean) if mean else 0.0,
+                "p_value": p,
+            }
+        )
+    return comparisons
+
+
+def verdict(study: Study, comparisons: list[dict[str, Any]]) -> str:
+    """``supported`` / ``not supported`` / ``inconclusive``, with the numbers, from the expectation's comparison."""
+    if study.expectation is None:
+        return "no expectation stated: see the comparisons"
+    match = next((c for c in comparisons if c["setting"] == study.expectation.setting), None)
+    if match is None:
+        raise LitMcError(
+            f"study {study.name}: the expectation's setting {study.expectation.setting} is not a compared grid point",
+            "name a grid point other than the reference setting",
+        )
+    sign = 1 if study.expectation.direction == "higher" else -1
+    delta, p = match["mean_difference"], match["p_value"]
+    numbers = f"{match['label']} vs {match['against']}: {delta:+.4f} {study.metric}, paired t-test p={p:.3g}"
+    if p < ALPHA and sign * delta > 0:
+        return f"supported ({numbers})"
+    if p < ALPHA:
+        return f"not supported: the opposite effect ({numbers})"
+    return f"inconclusive at alpha={ALPHA} over {study.folds} folds ({numbers})"
+
+
+def write_figures(report: dict[str, Any], store: ResultsStore) -> list[Path]:
+    """Learning curves, metric per setting and (for 2-D grids) the heat map, as PNGs beside ``study.json``."""
+    from lit_mc.io import atomic_save_figure
+    from lit_mc.plots import heatmap_figure, learning_curves_figure, metric_bars_figure
+
+    cells = {key: store.read(key) for row in report["rows"] for key in row["cells"]}
+    figures = {
+        "learning_curves.png": learning_curves_figure(report["rows"], cells),
+        "metric.png": metric_bars_figure(report),
+        "heatmap.png": heatmap_figure(report),
+    }
+    written = []
+    for name, fig in figures.items():
+        if fig is not None:
+            atomic_save_figure(fig, store.root / name)
+            written.append(store.root / name)
+    return written
