@@ -135,6 +135,10 @@ def test_study_file_validation(tmp_path: Path, cifar_root: Path) -> None:
         Study.load(_study_file(tmp_path, cifar_root, grid={"a": 3}))
     with pytest.raises(LitMcError, match="does not exist"):
         Study.load(tmp_path / "nope.yaml")
+    cases = [{"a": 1, "b": 2}, {"a": 3, "b": 6}]
+    assert Study.load(_study_file(tmp_path, cifar_root, grid={}, cases=cases)).settings() == cases
+    with pytest.raises(LitMcError, match="both grid and cases"):
+        Study.load(_study_file(tmp_path, cifar_root, cases=cases))
 
 
 def _rows(base: list[float], other: list[float]) -> list[dict]:
@@ -179,7 +183,7 @@ def test_study_runs_resumes_and_reports(
     report = json.loads((tmp_path / "results" / "studies" / "lr_study" / "study.json").read_text())
     assert [row["label"] for row in report["rows"]] == ["lr=0.01", "lr=0.1"]
     assert all(len(row["values"]) == 2 for row in report["rows"]) and report["verdict"]
-    assert len(list((tmp_path / "results" / "studies" / "lr_study" / "cells").glob("*.json"))) == 4
+    assert len(list((tmp_path / "results" / "studies" / "cells").glob("*.json"))) == 4  # shared by all studies
 
     monkeypatch.setattr(L.Trainer, "fit", lambda *a, **k: pytest.fail("a finished cell was trained again"))
     main(["study", "run", str(path)])

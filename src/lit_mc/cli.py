@@ -296,7 +296,7 @@ def run_study_command(args: list[str]) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, in worker processes (default 1)")
     opts = parser.parse_args(args)
     name = Path(opts.study).stem
-    store = ResultsStore(Path(opts.results) / name)
+    store = ResultsStore(Path(opts.results) / name, cells_dir=Path(opts.results) / "cells")
     if opts.action == "run":
         report = run_study(Study.load(opts.study), store, jobs=opts.jobs)
     else:

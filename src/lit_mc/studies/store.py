@@ -21,13 +21,18 @@ def config_key(config: dict[str, Any]) -> str:
 
 
 class ResultsStore:
-    """``root/cells/<key>.json`` for each finished run, plus named summaries at ``root/<name>.json``."""
+    """``cells_dir/<key>.json`` for each finished run, plus named summaries at ``root/<name>.json``.
 
-    def __init__(self, root: str | Path) -> None:
+    ``cells_dir`` defaults to ``root/cells``; studies share one cells folder, so a setting that two studies
+    contain (the baseline, say) is trained once.
+    """
+
+    def __init__(self, root: str | Path, cells_dir: str | Path | None = None) -> None:
         self.root = Path(root)
+        self.cells_dir = Path(cells_dir) if cells_dir is not None else self.root / "cells"
 
     def cell_path(self, key: str) -> Path:
-        return self.root / "cells" / f"{key}.json"
+        return self.cells_dir / f"{key}.json"
 
     def has(self, key: str) -> bool:
         return self.cell_path(key).is_file()
@@ -39,7 +44,7 @@ class ResultsStore:
         atomic_write_text(self.cell_path(key), json.dumps(record, indent=1, sort_keys=True))
 
     def cells(self) -> list[dict[str, Any]]:
-        return [json.loads(p.read_text()) for p in sorted((self.root / "cells").glob("*.json"))]
+        return [json.loads(p.read_text()) for p in sorted(self.cells_dir.glob("*.json"))]
 
     def write_summary(self, name: str, summary: dict[str, Any]) -> Path:
         path = self.root / f"{name}.json"

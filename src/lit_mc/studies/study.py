@@ -10,8 +10,9 @@ expectation to test::
     budget: ["--trainer.max_epochs=5", "--data.subset=0.2"]   # applied to every cell
     folds: 3                                                  # repeats, as stratified folds
     metric: val_acc
-    grid:
+    grid:                                                     # cartesian product of the lists ...
       model.init_args.lr: [0.001, 0.003, 0.01, 0.03, 0.1]
+    # cases: [{...}, {...}]                                   # ... or explicit settings, when keys move together
     reference_setting: {model.init_args.lr: 0.01}             # what every other setting is compared with
     expectation: {setting: {model.init_args.lr: 0.03}, direction: higher}
 
@@ -55,7 +56,8 @@ class Study:
     hypothesis: str
     reference: str
     base: str
-    grid: dict[str, list[Any]]
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    cases: list[Setting] = field(default_factory=list)
     metric: str = "val_acc"
     folds: int = 3
     budget: list[str] = field(default_factory=list)
@@ -68,7 +70,9 @@ class Study:
         if not path.is_file():
             raise LitMcError(f"study file {path} does not exist", "pass a file from configs/studies/")
         raw = yaml.safe_load(path.read_text()) or {}
-        missing = [k for k in ("hypothesis", "reference", "base", "grid") if k not in raw]
+        missing = [k for k in ("hypothesis", "reference", "base") if k not in raw]
+        if "grid" not in raw and "cases" not in raw:
+            missing.append("grid or cases")
         if missing:
             raise LitMcError(f"study file {path} lacks {', '.join(missing)}", "add them (see lit_mc/studies/study.py)")
         expectation = raw.pop("expectation", None)
@@ -78,14 +82,20 @@ class Study:
             raise LitMcError(f"study file {path} has unknown keys {unknown}", f"use only {sorted(known)}")
         raw.setdefault("name", path.stem)
         study = cls(**raw, expectation=Expectation(**expectation) if expectation else None)
-        if not study.grid or any(not isinstance(v, list) or not v for v in study.grid.values()):
+        if study.grid and study.cases:
+            raise LitMcError(f"study {study.name} has both grid and cases", "keep one of them")
+        if any(not isinstance(v, list) or not v for v in study.grid.values()):
             raise LitMcError(f"study {study.name}: every grid key needs a non-empty list", "write key: [v1, v2, ...]")
+        if not all(isinstance(case, dict) and case for case in study.cases):
+            raise LitMcError(f"study {study.name}: every case must be a mapping of overrides", "write - {key: value}")
         if study.folds < 2:
             raise LitMcError(f"study {study.name}: folds={study.folds}", "use at least 2 folds for error bars")
         return study
 
     def settings(self) -> list[Setting]:
-        """The grid's cartesian product, in file order."""
+        """The explicit cases, or the grid's cartesian product, in file order."""
+        if self.cases:
+            return [dict(case) for case in self.cases]
         keys = list(self.grid)
         return [dict(zip(keys, values, strict=True)) for values in itertools.product(*self.grid.values())]
 
