@@ -184,3 +184,19 @@ def test_tensorboard_and_offline_wandb_loggers(
     )
     assert os.environ["WANDB_MODE"] == "offline"
     assert any(artefact in p.name for p in in_tmp.rglob("*")), sorted(p.name for p in in_tmp.rglob("*"))[:50]
+
+
+def test_data_command_offline_says_where_to_put_the_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import urllib.error
+
+    import torchvision.datasets.utils as tv_utils
+
+    def no_network(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", no_network)
+    line = _error_line(capsys, ["data", "cifar10", "--dest", str(tmp_path / "data")])
+    assert "cannot download CIFAR-10" in line and "cifar-10-batches-py/" in line
+    assert not (tmp_path / "data" / "cifar-10-batches-py").exists()
