@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from rich.progress import track
 from scipy import stats
 
 from lit_mc.errors import LitMcError
@@ -132,14 +133,15 @@ def run_study(
     runs = Path(runs_dir) / study.name
     cvs = [CrossValidation(study.base, study.folds, [*study.budget, *_override_args(s)], store, runs) for s in settings]
     tasks = [(cv, fold) for cv in cvs for fold in range(study.folds)]
+    description = f"study {study.name}: {len(settings)} settings x {study.folds} folds"
     if jobs > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            cells = list(pool.map(_run_cell, *zip(*tasks, strict=True)))
+            cells = list(track(pool.map(_run_cell, *zip(*tasks, strict=True)), description, total=len(tasks)))
     else:
-        cells = [_run_cell(cv, fold) for cv, fold in tasks]
+        cells = [_run_cell(cv, fold) for cv, fold in track(tasks, description=description)]
     rows = []
     for i, setting in enumerate(settings):
         mine = cells[i * study.folds : (i + 1) * study.folds]
