@@ -38,8 +38,9 @@ def overfit(config: str, data: Path, steps: int) -> dict:
             cli = run_lightning_cli(
                 ["fit", "--config", str(REPO / "configs" / "cifar10" / f"{config}.yaml"), f"--data.data_dir={data}",
                  "--trainer.overfit_batches=1", f"--trainer.max_epochs={steps}", "--trainer.limit_val_batches=0",
-                 "--test_after_fit=false", "--trainer.enable_checkpointing=false", f"--trainer.callbacks={STOP_WHEN_MEMORISED}",
-                 "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+                 "--test_after_fit=false", "--trainer.enable_checkpointing=false",
+                 f"--trainer.callbacks={STOP_WHEN_MEMORISED}", "--trainer.enable_progress_bar=false",
+                 "--trainer.enable_model_summary=false"]
             )  # fmt: skip
             seconds = time.perf_counter() - start
             with (Path(cli.trainer.log_dir) / "metrics.csv").open() as f:
