@@ -109,3 +109,10 @@ def test_predict_writes_one_row_per_test_image(
     rows = (Path(cli.trainer.log_dir) / "predictions.csv").read_text().splitlines()
     assert rows[0].startswith("index,pred,pred_name,confidence,p_airplane") and len(rows) == 41
     assert not list(Path(cli.trainer.log_dir).glob("*.tmp"))
+
+
+def test_test_needs_only_the_checkpoint(trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`lit-mc test --ckpt_path X`: model and data (its folder, split, seed) come from the checkpoint."""
+    monkeypatch.chdir(tmp_path)
+    cli = run_lightning_cli(["test", f"--ckpt_path={trained_run}", "--trainer.enable_progress_bar=false"])
+    assert isinstance(cli.model.model, ConvNet) and "test_acc" in cli.trainer.callback_metrics

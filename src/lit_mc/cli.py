@@ -11,6 +11,7 @@ import argparse
 import netrc
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -85,6 +86,24 @@ def _ckpt_path_argument(args: list[str]) -> str | None:
         if word == "--ckpt_path" and i + 1 < len(args):
             return args[i + 1]
     return None
+
+
+def _model_and_data_from_checkpoint(path: str) -> list[str]:
+    """``--model`` and ``--data`` rebuilt from a checkpoint: ``lit-mc test --ckpt_path X`` needs no config."""
+    import json
+
+    import torch
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    extra = []
+    for key, section in (("model", "hyper_parameters"), ("data", "datamodule_hyper_parameters")):
+        hparams = dict(ckpt.get(section) or {})
+        hparams.pop("_instantiator", None)
+        class_path = hparams.pop("_class_path", None)
+        if class_path is None:
+            raise LitMcError(f"checkpoint {path} does not record its {key} class", "pass --config of its run")
+        extra.append(f"--{key}={json.dumps({'class_path': class_path, 'init_args': hparams})}")
+    return extra
 
 
 def _remove_if_empty(folder: str | None) -> None:
@@ -209,7 +228,10 @@ def run_lightning_cli(args: list[str] | None = None, run: bool = True) -> Lightn
     words = sys.argv[1:] if args is None else args
     if (ckpt := _ckpt_path_argument(words)) is not None:
         check_checkpoint(ckpt)
+        if run and not any(w.startswith(("--config", "-c", "--model", "--data")) for w in words):
+            args = [words[0], *_model_and_data_from_checkpoint(ckpt), *words[1:]]
     _wandb_offline_unless_configured()
+    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")  # args built above
     try:
         return LitMcCLI(
             L.LightningModule,
