@@ -17,6 +17,13 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 BARE = ["--trainer.logger=false", "--trainer.enable_checkpointing=false", "--trainer.callbacks=[]", *QUIET]
 
+
+def baseline_fit(data: Path, *extra: str) -> list[str]:
+    """``lit-mc fit`` of the baseline config on a fixture folder, 50 validation images, quiet."""
+    config = str(REPO / "configs" / "cifar10" / "baseline.yaml")
+    return ["fit", "--config", config, f"--data.data_dir={data}", "--data.val_size=50", *QUIET, *extra]
+
+
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 

@@ -9,7 +9,7 @@ import lightning as L
 import pytest
 import torch
 
-from conftest import QUIET, REPO
+from conftest import REPO, baseline_fit
 from lit_mc.classifier import ImageClassifier
 from lit_mc.cli import run_lightning_cli
 from lit_mc.data.cifar10 import CIFAR10DataModule
@@ -25,18 +25,7 @@ def trained_run(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     cwd = Path.cwd()
     os.chdir(tmp_path_factory.mktemp("run"))
     try:
-        cli = run_lightning_cli(
-            [
-                "fit",
-                "--config",
-                BASELINE,
-                f"--data.data_dir={cifar_root}",
-                "--data.val_size=50",
-                "--trainer.max_epochs=1",
-                "--test_after_fit=false",
-                *QUIET,
-            ]
-        )
+        cli = run_lightning_cli(baseline_fit(cifar_root, "--trainer.max_epochs=1", "--test_after_fit=false"))
         return Path(cli.trainer.log_dir).resolve() / "checkpoints" / "last.ckpt"
     finally:
         os.chdir(cwd)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import QUIET, REPO
+from conftest import QUIET, REPO, baseline_fit
 from lit_mc.cli import condense_parser_error, main, run_lightning_cli
 
 BASELINE = str(REPO / "configs" / "cifar10" / "baseline.yaml")
@@ -34,17 +34,7 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_fit_then_test_writes_a_run(cifar_root: Path, in_tmp: Path) -> None:
-    cli = run_lightning_cli(
-        [
-            "fit",
-            "--config",
-            BASELINE,
-            f"--data.data_dir={cifar_root}",
-            "--data.val_size=50",
-            "--trainer.max_epochs=2",
-            *QUIET,
-        ]
-    )
+    cli = run_lightning_cli(baseline_fit(cifar_root, "--trainer.max_epochs=2"))
     run = Path(cli.trainer.log_dir)
     assert (run / "config.yaml").is_file() and (run / "metrics.csv").is_file()
     assert (run / "confusion_matrix.png").is_file()  # test_after_fit ran on the best checkpoint
