@@ -27,6 +27,26 @@ def baseline_fit(data: Path, *extra: str) -> list[str]:
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+def error_line(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
+    """Run ``lit-mc argv``, expect exit 2 and exactly one ``lit-mc: error: ... Fix: ...`` line; return it."""
+    from lit_mc.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("lit-mc: error:")]
+    assert len(err) == 1, err
+    assert "Fix:" in err[0]
+    return err[0]
+
+
+@pytest.fixture()
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run the test inside its own temporary folder (run folders land there)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
 def make_cifar_images(per_class: int, seed: int) -> tuple[np.ndarray, list[int]]:
     """Class-dependent colour blobs plus noise: learnable, so a test can tell learning from guessing."""
     rng = np.random.default_rng(seed)

@@ -11,26 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import QUIET, REPO, baseline_fit
+from conftest import QUIET, REPO, baseline_fit, error_line
 from lit_mc.cli import condense_parser_error, main, run_lightning_cli
 
 BASELINE = str(REPO / "configs" / "cifar10" / "baseline.yaml")
-
-
-def _error_line(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    assert info.value.code == 2
-    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("lit-mc: error:")]
-    assert len(err) == 1, err
-    assert "Fix:" in err[0]
-    return err[0]
-
-
-@pytest.fixture()
-def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def test_fit_then_test_writes_a_run(cifar_root: Path, in_tmp: Path) -> None:
@@ -61,7 +45,7 @@ def test_saved_config_reproduces_the_run(cifar_root: Path, in_tmp: Path) -> None
 
 
 def test_missing_data_dir(capsys: pytest.CaptureFixture, in_tmp: Path) -> None:
-    line = _error_line(capsys, ["fit", "--config", BASELINE, "--data.data_dir=/no/such/dir", *QUIET])
+    line = error_line(capsys, ["fit", "--config", BASELINE, "--data.data_dir=/no/such/dir", *QUIET])
     assert "CIFAR-10 not found" in line and "LIT_MC_DATA" in line
     assert not (in_tmp / "lightning_logs").exists()  # nothing half-written
 
@@ -69,33 +53,33 @@ def test_missing_data_dir(capsys: pytest.CaptureFixture, in_tmp: Path) -> None:
 def test_truncated_pickle(capsys: pytest.CaptureFixture, cifar_copy: Path, in_tmp: Path) -> None:
     path = cifar_copy / "test_batch"
     path.write_bytes(path.read_bytes()[:500])
-    line = _error_line(capsys, ["fit", "--config", BASELINE, f"--data.data_dir={cifar_copy}", *QUIET])
+    line = error_line(capsys, ["fit", "--config", BASELINE, f"--data.data_dir={cifar_copy}", *QUIET])
     assert "truncated" in line and "test_batch" in line
     assert not (in_tmp / "lightning_logs").exists()
 
 
 def test_unknown_config_key(capsys: pytest.CaptureFixture, in_tmp: Path) -> None:
-    line = _error_line(capsys, ["fit", "--config", BASELINE, "--model.init_args.model.init_args.chanels=[8]"])
+    line = error_line(capsys, ["fit", "--config", BASELINE, "--model.init_args.model.init_args.chanels=[8]"])
     assert "chanels" in line and "not accepted" in line
 
 
 def test_unknown_key_in_a_config_file(capsys: pytest.CaptureFixture, in_tmp: Path) -> None:
     bad = in_tmp / "bad.yaml"
     bad.write_text(Path(BASELINE).read_text().replace("max_epochs: 20", "max_epoch: 20"))
-    line = _error_line(capsys, ["fit", "--config", str(bad)])
+    line = error_line(capsys, ["fit", "--config", str(bad)])
     assert "max_epoch" in line
 
 
 def test_wrong_type(capsys: pytest.CaptureFixture, in_tmp: Path) -> None:
-    line = _error_line(capsys, ["fit", "--config", BASELINE, "--trainer.max_epochs=many"])
+    line = error_line(capsys, ["fit", "--config", BASELINE, "--trainer.max_epochs=many"])
     assert "max_epochs" in line and "int" in line
 
 
 def test_missing_and_corrupt_checkpoint(capsys: pytest.CaptureFixture, in_tmp: Path) -> None:
-    assert "does not exist" in _error_line(capsys, ["test", "--config", BASELINE, "--ckpt_path=/nope.ckpt"])
+    assert "does not exist" in error_line(capsys, ["test", "--config", BASELINE, "--ckpt_path=/nope.ckpt"])
     junk = in_tmp / "junk.ckpt"
     junk.write_bytes(b"not a checkpoint at all")
-    assert "cannot read checkpoint" in _error_line(capsys, ["test", "--config", BASELINE, f"--ckpt_path={junk}"])
+    assert "cannot read checkpoint" in error_line(capsys, ["test", "--config", BASELINE, f"--ckpt_path={junk}"])
 
 
 class _Payload:
@@ -106,7 +90,7 @@ class _Payload:
 def test_malicious_checkpoint_is_refused(capsys: pytest.CaptureFixture, in_tmp: Path) -> None:
     evil = in_tmp / "evil.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"x": _Payload()}}, evil)
-    line = _error_line(capsys, ["test", "--config", BASELINE, f"--ckpt_path={evil}"])
+    line = error_line(capsys, ["test", "--config", BASELINE, f"--ckpt_path={evil}"])
     assert "refusing checkpoint" in line
     assert not (in_tmp / "pwned").exists()
 
@@ -187,6 +171,6 @@ def test_data_command_offline_says_where_to_put_the_folder(
         raise urllib.error.URLError("no route to host")
 
     monkeypatch.setattr(tv_utils, "download_and_extract_archive", no_network)
-    line = _error_line(capsys, ["data", "cifar10", "--dest", str(tmp_path / "data")])
+    line = error_line(capsys, ["data", "cifar10", "--dest", str(tmp_path / "data")])
     assert "cannot download CIFAR-10" in line and "cifar-10-batches-py/" in line
     assert not (tmp_path / "data" / "cifar-10-batches-py").exists()

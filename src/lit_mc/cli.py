@@ -106,6 +106,22 @@ def _model_and_data_from_checkpoint(path: str) -> list[str]:
     return extra
 
 
+def refuse_other_model_class(config: Namespace) -> None:
+    """Stop when ``--ckpt_path`` holds a LightningModule of another class than the configured ``--model``."""
+    import torch
+
+    section = config.get(config.get("subcommand") or "", None)
+    if not section or not section.get("ckpt_path") or not Path(section.ckpt_path).is_file():
+        return
+    saved = (torch.load(section.ckpt_path, map_location="cpu", weights_only=True).get("hyper_parameters") or {})
+    wanted, held = section.model.get("class_path"), saved.get("_class_path")
+    if held and wanted and held != wanted:
+        raise LitMcError(
+            f"the checkpoint holds a {held.rsplit('.', 1)[-1]}, not the configured {wanted.rsplit('.', 1)[-1]}",
+            "pass the config of the checkpoint's run, or a checkpoint of the configured model",
+        )
+
+
 def _remove_if_empty(folder: str | None) -> None:
     """A run that failed before writing anything leaves no empty run folder behind."""
     if folder and Path(folder).is_dir():
@@ -202,6 +218,12 @@ def run_lightning_cli(args: list[str] | None = None, run: bool = True) -> Lightn
 
         def before_fit(self) -> None:
             restore_metrics(self.trainer, self.kept_metrics)
+
+        def _parse_ckpt_path(self) -> None:
+            """Lightning lets a checkpoint's hyperparameters replace the configured model, even one of another
+            class; a silently swapped model is worse than a clear refusal."""
+            refuse_other_model_class(self.config)
+            super()._parse_ckpt_path()
 
         def _instantiate_trainer(self, config: dict, callbacks: list) -> L.Trainer:
             if config.get("enable_progress_bar") is not False:

@@ -8,7 +8,7 @@ order as an uninterrupted one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -33,32 +33,31 @@ class EpochPermutation:
 
 
 class InMemoryBatches:
-    """Iterate ``(images[idx], labels[idx])`` batches over tensors that already live in memory."""
+    """Iterate ``tuple(t[idx] for t in tensors)`` batches over equally long tensors that already live in memory."""
 
     def __init__(
         self,
-        images: torch.Tensor,
-        labels: torch.Tensor,
+        tensors: Sequence[torch.Tensor],
         batch_size: int,
         shuffle: bool = False,
         drop_last: bool = False,
         seed: int = 0,
     ) -> None:
-        if len(images) != len(labels):
-            raise ValueError(f"images ({len(images)}) and labels ({len(labels)}) differ in length")
-        self.images = images
-        self.labels = labels
+        lengths = {len(t) for t in tensors}
+        if len(lengths) != 1:
+            raise ValueError(f"tensors differ in length: {[len(t) for t in tensors]}")
+        self.tensors = tuple(tensors)
+        self.n = lengths.pop()
         self.batch_size = batch_size
         self.drop_last = drop_last
-        self.sampler = EpochPermutation(len(images), shuffle, seed)
+        self.sampler = EpochPermutation(self.n, shuffle, seed)
         self.batch_sampler = None  # read by Lightning's DataLoader checks; batching happens in __iter__
 
     def __len__(self) -> int:
-        n = len(self.images)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         order = self.sampler.indices()
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            yield self.images[idx], self.labels[idx]
+            yield tuple(t[idx] for t in self.tensors)

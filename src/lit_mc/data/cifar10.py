@@ -276,7 +276,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         shuffle = train and not self._overfitting  # overfit_batches must see the same batch every epoch
         size = self.batch_size if train else self.eval_batch_size
         drop_last = shuffle and len(idx) > size  # no ragged last batch (a batch of 1 breaks BatchNorm)
-        return InMemoryBatches(images[index], labels[index], size, shuffle, drop_last, self.seed)
+        return InMemoryBatches((images[index], labels[index]), size, shuffle, drop_last, self.seed)
 
     def train_dataloader(self) -> InMemoryBatches:
         assert self.arrays is not None, "call setup() first"

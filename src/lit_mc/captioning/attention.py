@@ -1,0 +1,152 @@
+"""Where a captioner looks: per-word attention overlays, and the callback that writes them during training.
+
+``attention_figure`` draws the image once and then one panel per generated word, with that word's attention
+over the grid upsampled onto the picture. The same function serves the callback, the tests and the notebook.
+For the transformer, ``head_figure`` draws every layer's and head's cross-attention for one word.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
+
+from lit_mc.io import atomic_save_figure
+
+
+def _upsample(maps: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+    """``(n, cells)`` attention -> ``(n, H, W)`` maps, each scaled to a maximum of 1 for display."""
+    maps = maps.reshape(-1, 1, *grid).float()
+    maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)[:, 0]
+    return maps / maps.amax(dim=(1, 2), keepdim=True).clamp(min=1e-12)
+
+
+def attention_figure(image: torch.Tensor, words: list[str], attention: torch.Tensor, grid: tuple[int, int]):
+    """Image plus one overlay per word; ``attention`` ``(len(words), cells)``, ``image`` ``(3, H, W)`` uint8."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    picture = image.permute(1, 2, 0).numpy()
+    maps = _upsample(attention[: len(words)], grid, picture.shape[:2]).numpy()
+    panels = len(words) + 1
+    cols = min(panels, 6)
+    rows = -(-panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.3 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    axes.flat[0].imshow(picture)
+    axes.flat[0].set_title(" ".join(words), fontsize=7, wrap=True)
+    for ax, word, heat in zip(axes.flat[1:], words, maps, strict=False):
+        ax.imshow(picture)
+        ax.imshow(heat, cmap="jet", alpha=0.5, vmin=0, vmax=1)
+        ax.set_title(word, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def head_figure(image: torch.Tensor, word: str, maps: torch.Tensor, grid: tuple[int, int]):
+    """Every layer's and head's cross-attention for one word: ``maps`` ``(layers, heads, cells)``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers, heads = maps.shape[:2]
+    picture = image.permute(1, 2, 0).numpy()
+    fig, axes = plt.subplots(layers, heads + 1, figsize=(2 * (heads + 1), 2.1 * layers), squeeze=False)
+    for layer in range(layers):
+        panels = [*maps[layer], maps[layer].mean(dim=0)]
+        heat = _upsample(torch.stack(panels), grid, picture.shape[:2]).numpy()
+        for head, ax in enumerate(axes[layer]):
+            ax.imshow(picture)
+            ax.imshow(heat[head], cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            ax.set_title(f"layer {layer} " + (f"head {head}" if head < heads else "mean"), fontsize=8)
+            ax.axis("off")
+    fig.suptitle(f'cross-attention for "{word}"', fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+class AttentionMaps(Callback):
+    """After each validation epoch, caption ``num_images`` fixed validation images and draw where each word looked.
+
+    PNGs go to ``<log_dir>/attention/epoch=NN/row=R.png`` (plus ``row=R_heads.png`` per-layer/head maps of the
+    first noun-like word for the transformer) and, when the logger is TensorBoard or W&B, to the logger as well.
+    Captioners without attention (Show and Tell) are skipped.
+    """
+
+    def __init__(self, num_images: int = 4, every_n_epochs: int = 1) -> None:
+        self.num_images = num_images
+        self.every_n_epochs = every_n_epochs
+        self._batch: dict[str, Any] | None = None
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if batch_idx == 0:
+            self._batch = {"features": batch["features"][: self.num_images], "rows": batch["rows"][: self.num_images]}
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self._batch is None or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        if trainer.log_dir is None or not trainer.is_global_zero:
+            return
+        written = write_attention_maps(
+            pl_module,
+            trainer.datamodule,
+            self._batch,
+            Path(trainer.log_dir) / "attention" / f"epoch={trainer.current_epoch:02d}",
+        )
+        for path, fig in written:
+            _log_figure(trainer, path.stem, fig, trainer.global_step)
+
+
+def write_attention_maps(module, datamodule, batch: dict[str, Any], out: Path) -> list[tuple[Path, Any]]:
+    """Greedy captions of ``batch`` with their attention overlays, written under ``out``; returns (path, figure)."""
+    import matplotlib.pyplot as plt
+
+    was_training = module.training
+    module.eval()
+    decoded = module.generate(batch["features"], beam_size=1)
+    if decoded.attention is None:
+        module.train(was_training)
+        return []
+    written = []
+    for i, row in enumerate(batch["rows"].tolist()):
+        ids = decoded.tokens[i].tolist()
+        words = module.vocab.decode(ids).split()
+        image = datamodule.image(row)
+        fig = attention_figure(image, words, decoded.attention[i], datamodule.grid)
+        path = out / f"row={row}.png"
+        atomic_save_figure(fig, path)
+        written.append((path, fig))
+        if hasattr(module, "attention_maps") and words:
+            tokens = torch.tensor([[module.vocab.start, *ids[: len(words)]]], device=batch["features"].device)
+            with torch.no_grad():
+                maps = module.attention_maps(batch["features"][i : i + 1], tokens)[0]  # (layers, heads, T, cells)
+            t = max(range(len(words)), key=lambda j: len(words[j]))  # the longest word: usually a noun
+            head_fig = head_figure(image, words[t], maps[:, :, t], datamodule.grid)
+            head_path = out / f"row={row}_heads.png"
+            atomic_save_figure(head_fig, head_path)
+            written.append((head_path, head_fig))
+    module.train(was_training)
+    for _, fig in written:
+        plt.close(fig)
+    return written
+
+
+def _log_figure(trainer: L.Trainer, name: str, fig: Any, step: int) -> None:
+    """Send a figure to TensorBoard or W&B when one is the logger; the CSV logger keeps the PNG files only."""
+    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_figure(f"attention/{name}", fig, global_step=step, close=False)
+        elif isinstance(logger, WandbLogger):
+            import wandb
+
+            logger.experiment.log({f"attention/{name}": wandb.Image(fig)}, step=step)

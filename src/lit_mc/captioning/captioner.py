@@ -1,0 +1,220 @@
+"""CaptionModule: what the three captioners share (loss, decoding, metrics, vocabulary in the checkpoint).
+
+A subclass only says how to build its decoder (``build_decoder``) and, if it has one, its regulariser
+(``extra_loss``). The decoder is built in ``configure_model``, once the DataModule knows the vocabulary and the
+feature size, or from a checkpoint, which carries both: a checkpoint decodes with its own word map and can
+never be paired with another one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lit_mc.captioning.decoding import Decoded, beam_search
+from lit_mc.captioning.metrics import coco_scores
+from lit_mc.captioning.vocab import Vocabulary
+from lit_mc.errors import LitMcError
+from lit_mc.io import atomic_write_text
+
+
+class CaptionModule(L.LightningModule):
+    """Base of the captioners.
+
+    Args:
+        lr: Adam learning rate.
+        weight_decay: AdamW weight decay (0: plain Adam).
+        grad_clip: gradient norm clipping (0: off); recurrent decoders like 5.
+        max_length: longest caption generated, in words.
+        val_beam_size: beam size for the validation metrics (1 = greedy, the cheapest).
+        test_beam_sizes: every beam size scored at test time (1 = greedy), e.g. ``[1, 3, 5]``.
+        length_penalty: beam scores are divided by ``length ** length_penalty``.
+        val_meteor: compute METEOR at validation too (a Java process per epoch).
+    """
+
+    def __init__(
+        self,
+        lr: float = 4e-4,
+        weight_decay: float = 0.0,
+        grad_clip: float = 5.0,
+        max_length: int = 20,
+        val_beam_size: int = 1,
+        test_beam_sizes: list[int] | None = None,
+        length_penalty: float = 0.0,
+        val_meteor: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.vocab: Vocabulary | None = None
+        self.feature_dim: int | None = None
+        self.decoder: nn.Module | None = None
+        self._outputs: dict[str, list] = {}
+
+    # -- subclasses ---------------------------------------------------------------------------------------
+    def build_decoder(self, vocab_size: int, feature_dim: int) -> nn.Module:
+        raise NotImplementedError
+
+    def extra_loss(self, attention: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor | None:
+        """A regulariser on the teacher-forced attention, ``(B, T, cells)``; none by default."""
+        return None
+
+    # -- building -----------------------------------------------------------------------------------------
+    def _build(self, vocab: Vocabulary, feature_dim: int) -> None:
+        self.vocab, self.feature_dim = vocab, feature_dim
+        self.decoder = self.build_decoder(len(vocab), feature_dim)
+
+    def configure_model(self) -> None:
+        if self.decoder is not None:
+            return
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or getattr(datamodule, "vocab", None) is None:
+            raise LitMcError("the captioner has no vocabulary", "train with a Flickr8kDataModule or load a checkpoint")
+        self._build(datamodule.vocab, datamodule.feature_dim)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["lit_mc"] = {
+            "model_class": type(self).__name__,
+            "vocab": self.vocab.state_dict(),
+            "feature_dim": self.feature_dim,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint.get("lit_mc") or {}
+        if "vocab" not in meta:
+            raise LitMcError("the checkpoint holds no vocabulary", "use a checkpoint written by a lit-mc captioner")
+        if meta.get("model_class") != type(self).__name__:
+            raise LitMcError(
+                f"the checkpoint holds a {meta.get('model_class')}, not a {type(self).__name__}",
+                f"use --model {meta.get('model_class')} or a {type(self).__name__} checkpoint",
+            )
+        vocab = Vocabulary.from_state_dict(meta["vocab"])
+        if self.decoder is None:
+            self._build(vocab, meta["feature_dim"])
+            return
+        if vocab != self.vocab:
+            trainer = self._trainer
+            if trainer is not None and trainer.state.fn == "fit":
+                raise LitMcError(
+                    f"the checkpoint's vocabulary ({len(vocab)} words) differs from the data's ({len(self.vocab)})",
+                    "resume with the data (and min_count) the checkpoint was trained on",
+                )
+            self._build(vocab, meta["feature_dim"])  # evaluation decodes with the checkpoint's own word map
+
+    # -- training -----------------------------------------------------------------------------------------
+    def teacher_forced_loss(self, features: torch.Tensor, captions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy of each next word given the true previous ones (``<pad>`` masked out), and the total
+        with the decoder's regulariser, if it has one."""
+        inputs, targets = captions[:, :-1], captions[:, 1:]
+        logits, attention = self.decoder(features, inputs)
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=self.vocab.pad)
+        extra = self.extra_loss(attention, targets != self.vocab.pad)
+        return ce, ce if extra is None else ce + extra
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        ce, loss = self.teacher_forced_loss(batch["features"], batch["captions"])
+        if not torch.isfinite(loss):
+            raise LitMcError(
+                f"the training loss became {loss.item()} at step {self.global_step}",
+                "lower the learning rate or enable grad_clip; the last good checkpoint is kept",
+            )
+        size = len(batch["captions"])
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=size)
+        self.log("train_ce", ce, on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.parameters() if p.requires_grad]
+        if self.hparams.weight_decay:
+            return torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        return torch.optim.Adam(params, lr=self.hparams.lr)
+
+    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: Any = None, **kwargs: Any) -> None:
+        if self.hparams.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+
+    # -- decoding -----------------------------------------------------------------------------------------
+    def generate(self, features: torch.Tensor, beam_size: int = 1) -> Decoded:
+        vocab = self.vocab
+        return beam_search(
+            self.decoder, features, vocab.start, vocab.end, vocab.pad, beam_size,
+            self.hparams.max_length, self.hparams.length_penalty,
+        )  # fmt: skip
+
+    def captions(self, features: torch.Tensor, beam_size: int = 1) -> list[str]:
+        return [self.vocab.decode(row) for row in self.generate(features, beam_size).tokens.tolist()]
+
+    # -- evaluation ---------------------------------------------------------------------------------------
+    def _eval_step(self, batch: dict[str, Any], prefix: str, beam_sizes: list[int]) -> None:
+        features, refs = batch["features"], batch["captions"]
+        b, r, t = refs.shape
+        ce, _ = self.teacher_forced_loss(features.repeat_interleave(r, dim=0), refs.reshape(b * r, t))
+        self.log(f"{prefix}_loss", ce, prog_bar=True, batch_size=b)  # cross-entropy: comparable across models
+        store = self._outputs.setdefault(prefix, [])
+        for k in beam_sizes:
+            store.append((k, batch["rows"].tolist(), self.captions(features, k), batch["references"]))
+
+    def _scores(self, prefix: str, meteor: bool) -> dict[int, dict[str, float]]:
+        outputs, self._outputs[prefix] = self._outputs.get(prefix, []), []
+        by_beam: dict[int, tuple[list[str], list]] = {}
+        for k, _, hyps, refs in outputs:
+            h, r = by_beam.setdefault(k, ([], []))
+            h += hyps
+            r += refs
+        return {k: coco_scores(h, r, meteor=meteor) for k, (h, r) in by_beam.items()}
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, "val", [self.hparams.val_beam_size])
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            self._outputs["val"] = []
+            return
+        for name, value in self._scores("val", self.hparams.val_meteor)[self.hparams.val_beam_size].items():
+            self.log(f"val_{name}", value, prog_bar=name in ("bleu4", "cider"))
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.hparams.test_beam_sizes or [1])
+
+    def on_test_epoch_end(self) -> None:
+        outputs = list(self._outputs.get("test", []))
+        results = self._scores("test", meteor=True)
+        for k, scores in results.items():
+            suffix = "" if k == 1 else f"_beam{k}"
+            for name, value in scores.items():
+                self.log(f"test_{name}{suffix}", value)
+        if self.trainer.log_dir and self.trainer.is_global_zero:
+            self._write_test_files(Path(self.trainer.log_dir), results, outputs)
+
+    def _write_test_files(self, out: Path, results: dict[int, dict[str, float]], outputs: list) -> None:
+        """``test_metrics.json`` (scores per beam size) and ``captions.csv`` (every generated caption)."""
+        atomic_write_text(out / "test_metrics.json", json.dumps({f"beam{k}": s for k, s in results.items()}, indent=2))
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["row", "beam_size", "caption", "reference_0"])
+        for k, rows, hyps, refs in outputs:
+            for row, hyp, ref in zip(rows, hyps, refs, strict=True):
+                writer.writerow([row, k, hyp, ref[0]])
+        atomic_write_text(out / "captions.csv", buffer.getvalue())
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[tuple[int, str]]:
+        k = (self.hparams.test_beam_sizes or [1])[-1]
+        return list(zip(batch["rows"].tolist(), self.captions(batch["features"], k), strict=True))
+
+
+def sinusoid_positions(length: int, dim: int) -> torch.Tensor:
+    """The fixed sine/cosine position code of Vaswani et al. 2017, ``(length, dim)``."""
+    position = torch.arange(length).unsqueeze(1)
+    rate = torch.exp(torch.arange(0, dim, 2) * (-math.log(10_000.0) / dim))
+    code = torch.zeros(length, dim)
+    code[:, 0::2] = torch.sin(position * rate)
+    code[:, 1::2] = torch.cos(position * rate)
+    return code

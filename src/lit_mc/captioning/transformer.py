@@ -1,0 +1,111 @@
+"""TransformerCaptioner: a transformer decoder with cross-attention to the grid features (Vaswani et al. 2017;
+as in "Attention on Attention"/"Meshed-Memory" captioners, minus their extras).
+
+Built from ``torch.nn`` rather than Hugging Face ``transformers``: an HF decoder brings its own config, tokenizer
+and cache conventions for a model we train from scratch on our own vocabulary, and hides the cross-attention
+weights behind ``output_attentions`` plumbing, while the attention maps are one of the things this study measures.
+With ``nn.MultiheadAttention`` every layer returns its per-head cross-attention directly, in a file one can read.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lit_mc.captioning.captioner import CaptionModule, sinusoid_positions
+from lit_mc.captioning.decoding import State
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm: causal self-attention, cross-attention to the image cells, feed-forward; residual around each."""
+
+    def __init__(self, d_model: int, heads: int, ff_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.self_attn = nn.MultiheadAttention(d_model, heads, dropout=dropout, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(d_model, heads, dropout=dropout, batch_first=True)
+        self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, causal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.norm1(x)
+        x = x + self.dropout(self.self_attn(h, h, h, attn_mask=causal, need_weights=False)[0])
+        h = self.norm2(x)
+        attended, weights = self.cross_attn(h, memory, memory, need_weights=True, average_attn_weights=False)
+        x = x + self.dropout(attended)
+        return x + self.dropout(self.ff(self.norm3(x))), weights  # weights: (B, heads, T, cells)
+
+
+class TransformerDecoder(nn.Module):
+    """Token + position embeddings -> ``layers`` decoder layers over projected grid features -> logits."""
+
+    def __init__(
+        self, vocab_size: int, feature_dim: int, d_model: int, heads: int, layers: int, ff_dim: int, dropout: float,
+        max_positions: int = 64,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.project = nn.Sequential(nn.Linear(feature_dim, d_model), nn.LayerNorm(d_model))
+        self.cell_position = nn.Parameter(torch.zeros(1, 256, d_model))  # learned, one per grid cell
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.register_buffer("positions", sinusoid_positions(max_positions, d_model), persistent=False)
+        self.layers = nn.ModuleList(DecoderLayer(d_model, heads, ff_dim, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.out = nn.Linear(d_model, vocab_size)
+        self.dropout = nn.Dropout(dropout)
+        self.scale = d_model**0.5
+
+    def memory(self, features: torch.Tensor) -> torch.Tensor:
+        return self.project(features) + self.cell_position[:, : features.shape[1]]
+
+    def decode(self, memory: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``(B, T, V)`` and cross-attention ``(B, layers, heads, T, cells)`` for a token prefix."""
+        length = tokens.shape[1]
+        x = self.dropout(self.embed(tokens) * self.scale + self.positions[:length])
+        causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=tokens.device), diagonal=1)
+        maps = []
+        for layer in self.layers:
+            x, weights = layer(x, memory, causal)
+            maps.append(weights)
+        return self.out(self.norm(x)), torch.stack(maps, dim=1)
+
+    def forward(self, features: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, maps = self.decode(self.memory(features), tokens)
+        return logits, maps.mean(dim=(1, 2))  # (B, T, cells): averaged over layers and heads
+
+    def start(self, features: torch.Tensor) -> State:
+        memory = self.memory(features)
+        return {"memory": memory, "prefix": torch.zeros(len(features), 0, dtype=torch.long, device=features.device)}
+
+    def step(self, state: State, tokens: torch.Tensor) -> tuple[torch.Tensor, State, torch.Tensor]:
+        """Re-run the whole prefix (no key/value cache): captions are short, and the code stays plain."""
+        prefix = torch.cat([state["prefix"], tokens.unsqueeze(1)], dim=1)
+        logits, maps = self.decode(state["memory"], prefix)
+        return logits[:, -1].log_softmax(-1), {**state, "prefix": prefix}, maps[:, :, :, -1].mean(dim=(1, 2))
+
+
+class TransformerCaptioner(CaptionModule):
+    """The transformer captioner.
+
+    Args:
+        d_model: model width.
+        heads: attention heads.
+        layers: decoder layers.
+        ff_dim: feed-forward width.
+        dropout: everywhere.
+        **kwargs: see :class:`CaptionModule`.
+    """
+
+    def __init__(
+        self, d_model: int = 256, heads: int = 4, layers: int = 2, ff_dim: int = 1024, dropout: float = 0.1, **kwargs
+    ) -> None:
+        super().__init__(**kwargs)
+        self.save_hyperparameters()
+
+    def build_decoder(self, vocab_size: int, feature_dim: int) -> nn.Module:
+        hp = self.hparams
+        return TransformerDecoder(vocab_size, feature_dim, hp.d_model, hp.heads, hp.layers, hp.ff_dim, hp.dropout)
+
+    def attention_maps(self, features: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Per layer and head cross-attention ``(B, layers, heads, T, cells)`` of ``tokens`` (``<start>`` first)."""
+        decoder = self.decoder
+        return decoder.decode(decoder.memory(features), tokens)[1]

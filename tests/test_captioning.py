@@ -1,0 +1,241 @@
+"""Captioning: caption files, vocabulary, batched beam search, the three captioners on the toy shapes set,
+checkpoints that carry their vocabulary, attention maps and their in-box measure, and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import QUIET, REPO, error_line
+from lit_mc.captioning import EncoderSpec, Flickr8kDataModule, ShowAttendTell
+from lit_mc.captioning.annotations import load_annotations, read_karpathy_json
+from lit_mc.captioning.decoding import beam_search
+from lit_mc.captioning.metrics import coco_scores
+from lit_mc.captioning.toy import attention_in_box, box_coverage, write_toy_set
+from lit_mc.captioning.vocab import Vocabulary, clean_caption
+from lit_mc.cli import run_lightning_cli
+
+CONFIGS = REPO / "configs" / "flickr8k"
+MODELS = ["show_and_tell", "show_attend_tell", "transformer"]
+
+
+@pytest.fixture(scope="session")
+def toy_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 / 8 / 8 toy images of 32 px (a 4 x 4 grid of 8 px patches); read-only by convention."""
+    return write_toy_set(tmp_path_factory.mktemp("toy"), train=60, val=8, test=8, size=32)
+
+
+@pytest.fixture(scope="session")
+def toy_one_caption(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Like ``toy_root`` with one caption per image: a batch that can be memorised word for word."""
+    return write_toy_set(tmp_path_factory.mktemp("toy1"), train=60, val=8, test=8, size=32, captions=1)
+
+
+@pytest.fixture()
+def toy_copy(toy_root: Path, tmp_path: Path) -> Path:
+    """A copy of the toy set that a test may damage."""
+    return Path(shutil.copytree(toy_root, tmp_path / "toy"))
+
+
+def toy_args(root: Path, model: str, *extra: str) -> list[str]:
+    """``lit-mc fit`` of a shipped Flickr8k config, pointed at the toy set with the parameter-free patch encoder."""
+    return [
+        "fit", "--config", str(CONFIGS / f"{model}.yaml"), f"--data.data_dir={root}",
+        "--data.encoder.backbone=patches", "--data.encoder.weights=null", "--data.encoder.image_size=32",
+        "--data.encoder.patch_size=8", "--data.min_count=1", "--data.batch_size=20", "--data.eval_batch_size=8",
+        "--trainer.max_epochs=1", "--test_after_fit=false", *QUIET, *extra,
+    ]  # fmt: skip
+
+
+# -- files and words ----------------------------------------------------------------------------------------
+def test_clean_caption_and_vocabulary_roundtrip() -> None:
+    assert clean_caption("A dog's ball , in the Park .") == ["a", "dog's", "ball", "in", "the", "park"]
+    vocab = Vocabulary.build([["a", "dog"], ["a", "cat"], ["a", "dog"]], min_count=2)
+    assert vocab.words == ("<pad>", "<start>", "<end>", "<unk>", "a", "dog")
+    ids = vocab.encode(["a", "cat", "dog", "extra"], max_length=3)
+    assert ids == [vocab.start, 4, vocab.unk, 5, vocab.end]
+    assert vocab.decode(ids + [4, 4]) == "a <unk> dog"
+    assert Vocabulary.from_state_dict(json.loads(json.dumps(vocab.state_dict()))) == vocab
+
+
+def test_annotations_skip_stray_line_and_missing_image(toy_copy: Path) -> None:
+    token = toy_copy / "Flickr8k_text" / "Flickr8k.token.txt"
+    name = token.read_text().splitlines()[0].split("#")[0]
+    with token.open("a") as f:  # Flickr8k's known stray line, and a caption of an image that is not there
+        f.write("2258277193_586949ec62.jpg.1#0\tA dog .\nnot_there.jpg#0\tA cat .\n")
+    (toy_copy / "Images" / "toy_00075.jpg").unlink()  # a test-split image, listed but missing
+    with pytest.warns(UserWarning, match=r"skipped 3 x captioned image not in the images folder; 1 x test image"):
+        ann = load_annotations(toy_copy / "Images", token, toy_copy / "Flickr8k_text", None)
+    assert len(ann.splits["train"]) == 60 and len(ann.splits["test"]) == 7
+    assert len(ann.captions[name]) == 5
+
+
+def test_karpathy_json_layout(tmp_path: Path) -> None:
+    data = {
+        "images": [
+            {"filename": "a.jpg", "split": "train", "sentences": [{"raw": "A dog ."}]},
+            {"filename": "b.jpg", "split": "restval", "sentences": [{"raw": "A cat ."}]},
+            {"filename": "c.jpg", "split": "test", "sentences": [{"raw": "A cow ."}]},
+        ]
+    }
+    (tmp_path / "dataset_flickr8k.json").write_text(json.dumps(data))
+    captions, splits = read_karpathy_json(tmp_path / "dataset_flickr8k.json")
+    assert splits == {"train": ["a.jpg", "b.jpg"], "val": [], "test": ["c.jpg"]}
+    assert captions["c.jpg"] == ["A cow ."]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "is empty"),
+        (b"\xff\xfe\x00caption\n", "is not UTF-8"),
+        (b"toy_00000.jpg#0 a caption without a tab\n", "line 1 is not '<image>#<k><TAB><caption>'"),
+    ],
+)
+def test_bad_caption_file_is_one_line(
+    content: bytes, expected: str, toy_copy: Path, capsys: pytest.CaptureFixture, in_tmp: Path
+) -> None:
+    (toy_copy / "Flickr8k_text" / "Flickr8k.token.txt").write_bytes(content)
+    line = error_line(capsys, toy_args(toy_copy, "show_and_tell"))
+    assert expected in line and "Flickr8k.token.txt" in line
+    assert not (in_tmp / "lightning_logs").exists()
+
+
+def test_missing_images_folder(capsys: pytest.CaptureFixture, in_tmp: Path) -> None:
+    line = error_line(capsys, toy_args(in_tmp / "nowhere", "show_and_tell"))
+    assert "images folder" in line and "does not exist" in line
+
+
+def test_corrupt_jpeg_is_skipped_counted_and_cached_features_match(toy_copy: Path, tmp_path: Path) -> None:
+    (toy_copy / "Images" / "toy_00003.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    spec = EncoderSpec("patches", None, 32, 8)
+    cached = Flickr8kDataModule(str(toy_copy), encoder=spec, cache_dir=str(tmp_path / "cache"), min_count=1)
+    with pytest.warns(UserWarning, match="1 unreadable image"):
+        cached.prepare_data()
+    cached.setup("fit")
+    assert "toy_00003.jpg" not in cached.splits["train"] and len(cached.splits["train"]) == 59
+    assert len(cached.train_captions) == 59 * 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        live = Flickr8kDataModule(str(toy_copy), encoder=spec, cache_features=False, min_count=1)
+        live.setup("fit")
+    batch_c = cached.on_before_batch_transfer(next(iter(cached.val_dataloader())), 0)
+    batch_l = live.on_after_batch_transfer(live.on_before_batch_transfer(next(iter(live.val_dataloader())), 0), 0)
+    # float16 storage is the only difference between cached features and the encoder run in the loop
+    torch.testing.assert_close(batch_c["features"], batch_l["features"], atol=2e-3, rtol=1e-3)
+    assert batch_c["references"] == batch_l["references"] and len(batch_c["references"][0]) == 5
+
+
+# -- decoding -----------------------------------------------------------------------------------------------
+class ScriptedDecoder:
+    """Log-probabilities that make greedy decoding pick a worse caption than beam search.
+
+    Vocabulary: 0 pad, 1 start, 2 end, 3 "a", 4 "b". First step: "a" 0.6, "b" 0.4. After "a": end 0.5, "a"/"b"
+    0.25 each; after "b": end 1.0. Greedy: "a <end>" (0.6 * 0.5 = 0.30); best: "b <end>" (0.4).
+    """
+
+    table = {
+        1: [0.0, 0.0, 0.0, 0.6, 0.4],
+        3: [0.0, 0.0, 0.5, 0.25, 0.25],
+        4: [0.0, 0.0, 1.0, 0.0, 0.0],
+        2: [1.0, 0.0, 0.0, 0.0, 0.0],
+        0: [1.0, 0.0, 0.0, 0.0, 0.0],
+    }
+
+    def start(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"features": features}
+
+    def step(self, state: dict, tokens: torch.Tensor):
+        probs = torch.tensor([self.table[int(t)] for t in tokens])
+        return probs.clamp(min=1e-12).log(), state, None
+
+
+def test_beam_search_beats_greedy_on_a_scripted_decoder() -> None:
+    features = torch.zeros(3, 1, 1)
+    greedy = beam_search(ScriptedDecoder(), features, start=1, end=2, pad=0, beam_size=1, max_length=5)
+    beam = beam_search(ScriptedDecoder(), features, start=1, end=2, pad=0, beam_size=2, max_length=5)
+    assert greedy.tokens[0, :2].tolist() == [3, 2] and beam.tokens[0, :2].tolist() == [4, 2]
+    assert beam.scores[0].exp().item() == pytest.approx(0.4)
+    assert (beam.tokens == beam.tokens[0]).all()  # every image of the batch decoded alike
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_batched_beam_search_equals_one_image_at_a_time(beam_size: int) -> None:
+    torch.manual_seed(0)
+    module = ShowAttendTell(embed_dim=16, hidden_dim=32, attention_dim=16)
+    module._build(Vocabulary.build([["a", "b", "c", "d"]], min_count=1), feature_dim=12)
+    module.eval()
+    features = torch.randn(5, 9, 12)
+    batched = module.generate(features, beam_size)
+    for i in range(5):
+        single = module.generate(features[i : i + 1], beam_size)
+        length = int((single.tokens[0] != 0).sum())
+        assert single.tokens[0, :length].tolist() == batched.tokens[i, :length].tolist()
+        assert single.scores[0].item() == pytest.approx(batched.scores[i].item(), abs=1e-5)
+    assert batched.attention is not None and batched.attention.shape[-1] == 9
+    torch.testing.assert_close(batched.attention.sum(-1), torch.ones(batched.attention.shape[:2]))
+
+
+def test_coco_scores_perfect_and_wrong() -> None:
+    refs = [["a dog runs on the grass", "a brown dog runs"], ["two people ride bikes", "people on bicycles"]]
+    perfect = coco_scores(["a dog runs on the grass", "two people ride bikes"], refs)
+    wrong = coco_scores(["a cat sleeps", ""], refs)
+    assert perfect["bleu4"] > 0.9 and perfect["meteor"] > 0.5 and perfect["cider"] > wrong["cider"]
+    assert wrong["bleu1"] < 0.3 and set(perfect) == {"bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider"}
+
+
+# -- the captioners -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("model", MODELS)
+def test_overfit_one_batch_memorises_its_captions(model: str, toy_one_caption: Path, in_tmp: Path) -> None:
+    """``--trainer.overfit_batches=1``: the loss falls below a bound and greedy decoding gives back the captions."""
+    extra = ["--trainer.overfit_batches=1", "--trainer.max_epochs=300", "--trainer.logger=false",
+             "--trainer.enable_checkpointing=false", "--trainer.callbacks=[]", "--model.lr=0.003", "--model.dropout=0",
+             "--trainer.check_val_every_n_epoch=1000", "--data.batch_size=16"]  # fmt: skip
+    cli = run_lightning_cli(toy_args(toy_one_caption, model, *extra))
+    assert cli.trainer.callback_metrics["train_ce"] < 0.05
+    dm = cli.datamodule
+    rows, captions = next(iter(dm.train_dataloader()))
+    batch = dm.on_before_batch_transfer((rows, captions), 0)
+    cli.model.eval()
+    decoded = cli.model.captions(batch["features"], beam_size=1)
+    assert decoded == [dm.vocab.decode(caption.tolist()) for caption in captions]
+
+
+def test_checkpoint_carries_vocabulary_and_tests_without_config(toy_root: Path, in_tmp: Path) -> None:
+    cli = run_lightning_cli(toy_args(toy_root, "show_attend_tell", "--model.test_beam_sizes=[1,2]"))
+    ckpt = next(Path(cli.trainer.log_dir).glob("checkpoints/best-*.ckpt"))
+    meta = torch.load(ckpt, map_location="cpu", weights_only=True)["lit_mc"]
+    assert meta["model_class"] == "ShowAttendTell" and meta["vocab"]["words"] == list(cli.model.vocab.words)
+    attention_pngs = list(Path(cli.trainer.log_dir).glob("attention/epoch=00/row=*.png"))
+    assert len(attention_pngs) == 4
+    test = run_lightning_cli(["test", f"--ckpt_path={ckpt}", *QUIET])
+    scores = json.loads((Path(test.trainer.log_dir) / "test_metrics.json").read_text())
+    assert set(scores) == {"beam1", "beam2"} and 0 <= scores["beam2"]["bleu4"] <= 1
+    assert (Path(test.trainer.log_dir) / "captions.csv").read_text().count("\n") == 1 + 2 * 8
+
+
+def test_resume_with_another_vocabulary_is_refused(
+    toy_root: Path, in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    cli = run_lightning_cli(toy_args(toy_root, "show_and_tell"))
+    ckpt = next(Path(cli.trainer.log_dir).glob("checkpoints/last.ckpt"))
+    line = error_line(capsys, [*toy_args(toy_root, "show_and_tell", "--data.min_count=100"), f"--ckpt_path={ckpt}"])
+    assert "vocabulary" in line and "differs" in line
+    line = error_line(capsys, [*toy_args(toy_root, "transformer"), f"--ckpt_path={ckpt}"])
+    assert "holds a ShowAndTell, not the configured TransformerCaptioner" in line
+
+
+def test_box_coverage_and_attention_in_box() -> None:
+    coverage = box_coverage([0, 0, 12, 8], grid=(4, 4), size=32)  # covers cell (0,0) and half of cell (0,1)
+    assert coverage.view(4, 4)[0].tolist() == [1.0, 0.5, 0.0, 0.0] and coverage.sum() == 1.5
+    objects = [{"colour": "red", "shape": "circle", "box": [0, 0, 8, 8]}]
+    attention = torch.zeros(4, 16)
+    attention[1, 0] = attention[2, 0] = 1.0  # looks at the red circle while saying "red circle"
+    attention[0, 5] = attention[3, 5] = 1.0
+    found = attention_in_box(["a", "red", "circle", "<end>"], attention, objects, (4, 4), 32)
+    assert found == [(1.0, 64 / 1024)]
