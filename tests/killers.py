@@ -55,3 +55,17 @@ class ExplodeAt(L.Callback):
         if trainer.current_epoch == self.epoch:
             for group in trainer.optimizers[0].param_groups:
                 group["lr"] *= 1e30
+
+
+class KillInCell(L.Callback):
+    """SIGKILL a study in the middle of the cell that starts after ``$KILL_AFTER_CELLS`` cells are stored in
+    ``$KILL_CELLS_DIR``; a no-op when those variables are unset, so the rerun has the same configs (and keys)."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:  # noqa: ANN001
+        cells, after = os.environ.get("KILL_CELLS_DIR"), os.environ.get("KILL_AFTER_CELLS")
+        if cells is None or after is None or batch_idx != 1 or trainer.current_epoch != 0:
+            return
+        from pathlib import Path
+
+        if len(list(Path(cells).glob("*.json"))) == int(after):
+            _die()

@@ -219,9 +219,7 @@ def test_checkpoint_carries_vocabulary_and_tests_without_config(toy_root: Path, 
     assert (Path(test.trainer.log_dir) / "captions.csv").read_text().count("\n") == 1 + 2 * 8
 
 
-def test_resume_with_another_vocabulary_is_refused(
-    toy_root: Path, in_tmp: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_resume_with_another_vocabulary_is_refused(toy_root: Path, in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
     cli = run_lightning_cli(toy_args(toy_root, "show_and_tell"))
     ckpt = next(Path(cli.trainer.log_dir).glob("checkpoints/last.ckpt"))
     line = error_line(capsys, [*toy_args(toy_root, "show_and_tell", "--data.min_count=100"), f"--ckpt_path={ckpt}"])

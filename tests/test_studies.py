@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -211,3 +214,42 @@ def test_study_with_two_worker_processes(cifar_root: Path, tmp_path: Path, monke
     report = run_study(study, store, runs_dir=tmp_path / "runs", jobs=2)
     assert len(store.cells()) == 4 and [len(row["values"]) for row in report["rows"]] == [2, 2]
     assert {c["key"] for c in store.cells()} == {key for row in report["rows"] for key in row["cells"]}
+
+
+def test_study_on_a_local_ray_instance(cifar_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Ray executor trains the same cells as the sequential one (Ray only schedules; the cells are the same)."""
+    ray = pytest.importorskip("ray")
+    monkeypatch.chdir(tmp_path)
+    study = Study.load(_study_file(tmp_path, cifar_root))
+    sequential = run_study(study, ResultsStore(tmp_path / "seq"), runs_dir=tmp_path / "runs")
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        distributed = run_study(study, ResultsStore(tmp_path / "ray"), runs_dir=tmp_path / "runs", executor="ray")
+    finally:
+        ray.shutdown()
+    assert [row["cells"] for row in distributed["rows"]] == [row["cells"] for row in sequential["rows"]]
+    assert [row["values"] for row in distributed["rows"]] == [row["values"] for row in sequential["rows"]]
+
+
+def test_study_killed_mid_cell_resumes_without_losing_or_repeating_a_cell(cifar_root: Path, tmp_path: Path) -> None:
+    """SIGKILL ``lit-mc study run`` inside its second cell; the rerun trains the other three cells only."""
+    path = _study_file(tmp_path, cifar_root)
+    body = yaml.safe_load(path.read_text())
+    body["budget"].append("--trainer.callbacks+=killers.KillInCell")
+    path.write_text(yaml.safe_dump(body))
+    cells = tmp_path / "results" / "studies" / "cells"
+    command = [sys.executable, "-m", "lit_mc.cli", "study", "run", str(path)]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    killed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env={**env, "KILL_CELLS_DIR": str(cells), "KILL_AFTER_CELLS": "1"})  # fmt: skip
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    first = list(cells.glob("*.json"))
+    assert len(first) == 1 and not list(cells.glob(".*"))  # one whole cell, no half-written file
+    stamp = first[0].stat().st_mtime_ns
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(list(cells.glob("*.json"))) == 4 and first[0].stat().st_mtime_ns == stamp  # kept, not redone
+    runs = list((tmp_path / "lightning_logs" / "studies" / "lr_study").glob("*/version_*"))
+    assert len(runs) == 5  # 4 cells + the killed one: no finished cell trained twice
+    report = json.loads((tmp_path / "results" / "studies" / "lr_study" / "study.json").read_text())
+    assert sorted(k for row in report["rows"] for k in row["cells"]) == sorted(p.stem for p in cells.glob("*.json"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -19,7 +18,7 @@ import torchmetrics
 from torch import nn
 
 from lit_mc.errors import LitMcError
-from lit_mc.io import atomic_save_figure, atomic_write_text
+from lit_mc.io import atomic_save_figure, atomic_write_text, run_folder
 from lit_mc.plots import confusion_matrix_figure
 
 CHECKPOINT_KEY = "lit_mc"
@@ -153,11 +152,11 @@ class ImageClassifier(L.LightningModule):
     def _write_test_report(self, metrics: dict[str, float]) -> None:
         """Confusion matrix (PNG, and to TensorBoard / W&B) and the test metrics (JSON) in the run folder."""
         fig = confusion_matrix_figure(self.confusion, self.class_names)
-        log_dir = self.trainer.log_dir if self._trainer is not None else None
-        if log_dir:
-            atomic_save_figure(fig, Path(log_dir) / "confusion_matrix.png")
+        log_dir = run_folder(self._trainer)
+        if log_dir is not None:
+            atomic_save_figure(fig, log_dir / "confusion_matrix.png")
             report = {"metrics": metrics, "class_names": self.class_names, "confusion": self.confusion.tolist()}
-            atomic_write_text(Path(log_dir) / "test_metrics.json", json.dumps(report, indent=1))
+            atomic_write_text(log_dir / "test_metrics.json", json.dumps(report, indent=1))
         for logger in self.loggers:
             experiment = getattr(logger, "experiment", None)
             if hasattr(experiment, "add_figure"):  # TensorBoard

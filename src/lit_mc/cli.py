@@ -113,7 +113,7 @@ def refuse_other_model_class(config: Namespace) -> None:
     section = config.get(config.get("subcommand") or "", None)
     if not section or not section.get("ckpt_path") or not Path(section.ckpt_path).is_file():
         return
-    saved = (torch.load(section.ckpt_path, map_location="cpu", weights_only=True).get("hyper_parameters") or {})
+    saved = torch.load(section.ckpt_path, map_location="cpu", weights_only=True).get("hyper_parameters") or {}
     wanted, held = section.model.get("class_path"), saved.get("_class_path")
     if held and wanted and held != wanted:
         raise LitMcError(
@@ -170,16 +170,9 @@ def _checkpoint_epoch(path: Path) -> int:
 
 def _metrics_up_to(metrics_csv: Path, last_epoch: int) -> list[dict[str, float]]:
     """The logged rows of epochs 0..last_epoch: what the resumed run keeps (later rows are redone)."""
-    import csv
+    from lit_mc.studies.cv import read_metrics_csv
 
-    if not metrics_csv.is_file():
-        return []
-    with metrics_csv.open() as f:
-        rows = [
-            {k: int(float(v)) if k in ("epoch", "step") else float(v) for k, v in row.items() if v not in ("", None)}
-            for row in csv.DictReader(f)
-        ]
-    return [row for row in rows if row.get("epoch", float("inf")) <= last_epoch]
+    return [row for row in read_metrics_csv(metrics_csv) if row.get("epoch", float("inf")) <= last_epoch]
 
 
 def restore_metrics(trainer: object, rows: list[dict[str, float]]) -> None:
@@ -273,13 +266,23 @@ def run_lightning_cli(args: list[str] | None = None, run: bool = True) -> Lightn
 
 
 def run_data_command(args: list[str]) -> None:
-    """``lit-mc data cifar10 [--dest DIR]``: check CIFAR-10 is in place, downloading it when it is not."""
+    """``lit-mc data cifar10|flickr8k|toy``: put a data set in place (download, link or generate) and check it."""
     from lit_mc.data.cifar10 import default_data_dir, download_cifar10, load_cifar10, resolve_folder
 
     parser = argparse.ArgumentParser(prog="lit-mc data", description="Put a data set in place and check it.")
-    parser.add_argument("dataset", choices=["cifar10"])
-    parser.add_argument("--dest", default=None, help="data folder (default: $LIT_MC_DATA or ./data)")
+    parser.add_argument("dataset", choices=["cifar10", "flickr8k", "toy"])
+    parser.add_argument("--dest", default=None, help="data folder (default: $LIT_MC_DATA or ./data, + /flickr8k)")
+    parser.add_argument("--source", default=None, help="flickr8k: a folder with Images/ and Flickr8k_text/ to link")
     opts = parser.parse_args(args)
+    if opts.dataset == "flickr8k":
+        link_flickr8k(Path(opts.dest) if opts.dest else default_data_dir() / "flickr8k", opts.source)
+        return
+    if opts.dataset == "toy":
+        from lit_mc.captioning.toy import write_toy_set
+
+        dest = write_toy_set(Path(opts.dest) if opts.dest else default_data_dir() / "toy")
+        print(f"toy shapes set written to {dest}")
+        return
     dest = Path(opts.dest) if opts.dest else default_data_dir()
     if not resolve_folder(dest).is_dir():
         download_cifar10(dest)
@@ -288,6 +291,37 @@ def run_data_command(args: list[str]) -> None:
         f"CIFAR-10 ready in {resolve_folder(dest)}: {len(arrays.train_labels)} training and "
         f"{len(arrays.test_labels)} test images"
     )
+
+
+def link_flickr8k(dest: Path, source: str | None) -> None:
+    """Link ``source``'s ``Images/`` and ``Flickr8k_text/`` into ``dest`` (the feature cache stays in ``dest``).
+
+    Flickr8k has no official download any more (the original form-based link is gone), so there is nothing to
+    fetch: the user points at a copy.
+    """
+    from lit_mc.captioning.annotations import load_annotations
+
+    parts = ("Images", "Flickr8k_text")
+    if source is not None:
+        missing = [p for p in parts if not (Path(source) / p).is_dir()]
+        if missing:
+            raise LitMcError(f"{source} has no {' or '.join(missing)} folder", "pass the folder of the Flickr8k copy")
+        dest.mkdir(parents=True, exist_ok=True)
+        for part in parts:
+            link = dest / part
+            if link.is_symlink():
+                link.unlink()
+            if not link.exists():
+                link.symlink_to(Path(source).resolve() / part)
+    if not all((dest / p).is_dir() for p in parts):
+        raise LitMcError(
+            f"Flickr8k not found in {dest}",
+            "pass --source DIR, a folder with Images/ and Flickr8k_text/ (the dataset cannot be downloaded here)",
+        )
+    text = dest / "Flickr8k_text"
+    ann = load_annotations(dest / "Images", text / "Flickr8k.token.txt", text, None)
+    sizes = ", ".join(f"{len(v)} {k}" for k, v in ann.splits.items())
+    print(f"Flickr8k ready in {dest}: {len(ann.captions)} captioned images ({sizes})")
 
 
 def _summary_cells(s: dict[str, float], values: list[float]) -> list[str]:
@@ -338,11 +372,13 @@ def run_study_command(args: list[str]) -> None:
     parser.add_argument("study", help="run: a study file; report: a study name or file")
     parser.add_argument("--results", default="results/studies", help="results root (default results/studies)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, in worker processes (default 1)")
+    parser.add_argument("--executor", choices=["local", "ray"], default="local", help="local processes or Ray")
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
     opts = parser.parse_args(args)
     name = Path(opts.study).stem
     store = ResultsStore(Path(opts.results) / name, cells_dir=Path(opts.results) / "cells")
     if opts.action == "run":
-        report = run_study(Study.load(opts.study), store, jobs=opts.jobs)
+        report = run_study(Study.load(opts.study), store, jobs=opts.jobs, executor=opts.executor, address=opts.address)
     else:
         path = store.root / "study.json"
         if not path.is_file():

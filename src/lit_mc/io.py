@@ -36,3 +36,10 @@ def atomic_save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")
     _atomic_write(Path(path), buffer.getvalue())
+
+
+def run_folder(trainer: object) -> Path | None:
+    """The run's folder for result files, or ``None`` when the run has no logger (then nothing is written)."""
+    if trainer is None or not getattr(trainer, "loggers", None) or not trainer.is_global_zero:
+        return None
+    return Path(trainer.log_dir) if trainer.log_dir else None

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 
-from lit_mc.io import atomic_save_figure
+from lit_mc.io import atomic_save_figure, run_folder
 
 
 def _upsample(maps: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
@@ -93,14 +93,10 @@ class AttentionMaps(Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or self._batch is None or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
-        if trainer.log_dir is None or not trainer.is_global_zero:
+        if (folder := run_folder(trainer)) is None:
             return
-        written = write_attention_maps(
-            pl_module,
-            trainer.datamodule,
-            self._batch,
-            Path(trainer.log_dir) / "attention" / f"epoch={trainer.current_epoch:02d}",
-        )
+        out = folder / "attention" / f"epoch={trainer.current_epoch:02d}"
+        written = write_attention_maps(pl_module, trainer.datamodule, self._batch, out)
         for path, fig in written:
             _log_figure(trainer, path.stem, fig, trainer.global_step)
 

@@ -24,7 +24,7 @@ from lit_mc.captioning.decoding import Decoded, beam_search
 from lit_mc.captioning.metrics import coco_scores
 from lit_mc.captioning.vocab import Vocabulary
 from lit_mc.errors import LitMcError
-from lit_mc.io import atomic_write_text
+from lit_mc.io import atomic_write_text, run_folder
 
 
 class CaptionModule(L.LightningModule):
@@ -191,8 +191,8 @@ class CaptionModule(L.LightningModule):
             suffix = "" if k == 1 else f"_beam{k}"
             for name, value in scores.items():
                 self.log(f"test_{name}{suffix}", value)
-        if self.trainer.log_dir and self.trainer.is_global_zero:
-            self._write_test_files(Path(self.trainer.log_dir), results, outputs)
+        if (folder := run_folder(self._trainer)) is not None:
+            self._write_test_files(folder, results, outputs)
 
     def _write_test_files(self, out: Path, results: dict[int, dict[str, float]], outputs: list) -> None:
         """``test_metrics.json`` (scores per beam size) and ``captions.csv`` (every generated caption)."""

@@ -97,21 +97,24 @@ class Flickr8kDataModule(L.LightningDataModule):
             warnings.simplefilter("ignore")  # prepare_data already warned once
             annotations = self._annotations()
         names = self._all_images(annotations)
+        splits = dict(annotations.splits)
+        if self.hparams.train_images:
+            splits["train"] = splits["train"][: self.hparams.train_images]
         if self.hparams.cache_features:
             root = Path(self.hparams.cache_dir) if self.hparams.cache_dir else self.data_dir / "features"
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 self.cache = cache_features(self.data_dir / "Images", names, self.encoder_spec, root)
             failed, row = set(self.cache.failed), self.cache.row
-        else:
+        else:  # only the images this run uses are decoded and held (uint8)
+            val = splits["val"][: self.hparams.val_images] if self.hparams.val_images else splits["val"]
+            names = sorted({*splits["train"], *val, *splits["test"]})
             self.images, bad = load_images([self.data_dir / "Images" / n for n in names], self.encoder_spec.image_size)
             failed, row = {names[i] for i in bad}, {n: i for i, n in enumerate(names)}
             if failed:
                 warnings.warn(f"Flickr8k: {len(failed)} unreadable image(s) skipped", stacklevel=2)
             self.encoder = GridEncoder(self.encoder_spec)
-        splits = {s: [n for n in ns if n not in failed] for s, ns in annotations.splits.items()}
-        if self.hparams.train_images:
-            splits["train"] = splits["train"][: self.hparams.train_images]
+        splits = {s: [n for n in ns if n not in failed] for s, ns in splits.items()}
         self.annotations, self.splits, self.row_of = annotations, splits, row
         self.names = self.cache.names if self.cache is not None else names  # image name of each row
         words = {n: [clean_caption(c) for c in annotations.captions[n]] for n in names}

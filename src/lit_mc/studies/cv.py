@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from scipy import stats
 
@@ -38,19 +39,37 @@ def summarize(values: list[float], confidence: float = 0.95) -> dict[str, float]
     return {"n": n, "mean": mean, "std": std, "sem": sem, "ci_low": float(low), "ci_high": float(high)}
 
 
+def read_metrics_csv(metrics_csv: Path) -> list[dict[str, float]]:
+    """The rows of a CSVLogger ``metrics.csv`` with their filled cells only (``epoch``/``step`` as ints)."""
+    if not metrics_csv.is_file():
+        return []
+    with metrics_csv.open() as f:
+        return [
+            {k: int(float(v)) if k in ("epoch", "step") else float(v) for k, v in row.items() if v not in ("", None)}
+            for row in csv.DictReader(f)
+        ]
+
+
 def read_curves(metrics_csv: Path) -> list[dict[str, float]]:
     """Per-epoch rows from a CSVLogger ``metrics.csv`` (train and val metrics land in separate rows)."""
     by_epoch: dict[int, dict[str, float]] = {}
-    with metrics_csv.open() as f:
-        for row in csv.DictReader(f):
-            if row.get("epoch") in (None, ""):
-                continue
-            epoch = int(float(row["epoch"]))
-            entry = by_epoch.setdefault(epoch, {"epoch": epoch})
-            for key, value in row.items():
-                if key in METRICS and value not in ("", None):
-                    entry[key] = float(value)
+    for row in read_metrics_csv(metrics_csv):
+        if "epoch" in row:
+            entry = by_epoch.setdefault(row["epoch"], {"epoch": row["epoch"]})
+            entry.update({k: v for k, v in row.items() if k in METRICS})
     return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def forward_flops(model: torch.nn.Module, input_shape: tuple[int, ...] = (3, 32, 32)) -> int:
+    """FLOPs of one forward pass of one image (torch's FlopCounterMode; multiply-add = 2 FLOPs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, *input_shape))
+    model.train(was_training)
+    return int(counter.get_total_flops())
 
 
 class CrossValidation:
@@ -96,6 +115,9 @@ class CrossValidation:
             resolved.get("trainer", {}).pop(key, None)
         key = config_key(resolved)
         if self.store.has(key):
+            record = self.store.read(key)
+            if "flops" not in record:  # cells stored before FLOPs were recorded get them now, without training
+                self.store.write(key, {**record, "flops": forward_flops(cli.model)})
             return self.store.read(key)
         start = time.perf_counter()
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -116,6 +138,7 @@ class CrossValidation:
             "wall_s": seconds,
             "images_per_s": train_images / seconds if seconds else None,
             "params": sum(p.numel() for p in cli.model.parameters()),
+            "flops": forward_flops(cli.model),
             "run_dir": str(cli.trainer.log_dir),
             "resolved_config": resolved,
         }

@@ -110,36 +110,65 @@ def setting_label(setting: Setting) -> str:
     return ", ".join(f"{key.split('.')[-1]}={value}" for key, value in setting.items())
 
 
-def _run_cell(cv: CrossValidation, fold: int) -> dict[str, Any]:
-    """One (setting, fold) run; a top-level function so that worker processes can be handed it."""
+def _run_cell(cv: CrossValidation, fold: int, single_thread: bool = False) -> dict[str, Any]:
+    """One (setting, fold) run; a top-level function so that worker processes (and Ray) can be handed it."""
     import torch
 
-    if torch.get_num_threads() > 1 and _in_worker():
+    if single_thread:
         torch.set_num_threads(1)  # N workers on N cores: one thread each, or they fight over the cores
     return cv.run_fold(fold)
 
 
-def _in_worker() -> bool:
-    import multiprocessing
+Executor = Literal["local", "ray"]
 
-    return multiprocessing.parent_process() is not None
+
+def _run_with_processes(tasks: list, description: str, jobs: int) -> list[dict[str, Any]]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        cells = pool.map(_run_cell, *zip(*tasks, strict=True), [True] * len(tasks))
+        return list(track(cells, description, total=len(tasks)))
+
+
+def _run_with_ray(tasks: list, description: str, address: str | None) -> list[dict[str, Any]]:
+    """Each cell a Ray task of one CPU, on a running cluster (``address``) or a local Ray started here.
+
+    Ray schedules; lit-mc only submits and collects. On a cluster every node needs the project installed and the
+    results store on a shared file system, since each task writes its own cell.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise LitMcError("the ray executor needs Ray", "pip install 'lit-mc[ray]' (or use --jobs N)") from None
+    ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=1)(_run_cell)
+    pending = [remote.remote(cv, fold, True) for cv, fold in tasks]
+    return list(track((ray.get(ref) for ref in pending), description, total=len(tasks)))
 
 
 def run_study(
-    study: Study, store: ResultsStore, runs_dir: str | Path = "lightning_logs/studies", jobs: int = 1
+    study: Study,
+    store: ResultsStore,
+    runs_dir: str | Path = "lightning_logs/studies",
+    jobs: int = 1,
+    executor: Executor = "local",
+    address: str | None = None,
 ) -> dict[str, Any]:
-    """Train every (setting, fold) not stored yet, ``jobs`` at a time; return the summaries and the verdict."""
+    """Train every (setting, fold) not stored yet and return the summaries and the verdict.
+
+    ``executor="local"`` runs the cells in this process (``jobs=1``) or in ``jobs`` worker processes;
+    ``executor="ray"`` hands them to Ray (``address`` of a running cluster, or ``None`` for a local one).
+    """
     settings = study.settings()
     runs = Path(runs_dir) / study.name
     cvs = [CrossValidation(study.base, study.folds, [*study.budget, *_override_args(s)], store, runs) for s in settings]
     tasks = [(cv, fold) for cv in cvs for fold in range(study.folds)]
     description = f"study {study.name}: {len(settings)} settings x {study.folds} folds"
-    if jobs > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            cells = list(track(pool.map(_run_cell, *zip(*tasks, strict=True)), description, total=len(tasks)))
+    if executor == "ray":
+        cells = _run_with_ray(tasks, description, address)
+    elif jobs > 1:
+        cells = _run_with_processes(tasks, description, jobs)
     else:
         cells = [_run_cell(cv, fold) for cv, fold in track(tasks, description=description)]
     rows = []
@@ -154,6 +183,8 @@ def run_study(
                 "summary": summarize(values),
                 "wall_s": sum(cell["wall_s"] for cell in mine),
                 "cells": [cell["key"] for cell in mine],
+                "params": mine[0].get("params"),
+                "flops": mine[0].get("flops"),
             }
         )
     report = {
