@@ -3,8 +3,6 @@ the literature describes them, the known stray line is skipped, and captions cle
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from conftest import REPO
