@@ -8,7 +8,7 @@ LIT_MC_DATA ?= data
 CONFIG ?= configs/cifar10/baseline.yaml
 export LIT_MC_DATA
 
-.PHONY: install data train test lint bench clean
+.PHONY: install data train test lint bench notebooks clean
 
 $(BIN)/lit-mc: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,11 +30,15 @@ test: install
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks notebooks
+	$(BIN)/ruff format --check src tests benchmarks notebooks
 
 bench: data
 	$(BIN)/python benchmarks/epoch_speed.py --compile
+
+# Re-run the report notebooks on the stored results (outputs saved in the .ipynb files; no training).
+notebooks: install
+	$(BIN)/python notebooks/build.py --execute
 
 clean:
 	rm -rf lightning_logs .pytest_cache .ruff_cache

@@ -256,17 +256,11 @@ def verdict(study: Study, comparisons: list[dict[str, Any]]) -> str:
 def write_figures(report: dict[str, Any], store: ResultsStore) -> list[Path]:
     """Learning curves, metric per setting and (for 2-D grids) the heat map, as PNGs beside ``study.json``."""
     from lit_mc.io import atomic_save_figure
-    from lit_mc.plots import heatmap_figure, learning_curves_figure, metric_bars_figure
+    from lit_mc.report import study_figures
 
     cells = {key: store.read(key) for row in report["rows"] for key in row["cells"]}
-    figures = {
-        "learning_curves.png": learning_curves_figure(report["rows"], cells),
-        "metric.png": metric_bars_figure(report),
-        "heatmap.png": heatmap_figure(report),
-    }
     written = []
-    for name, fig in figures.items():
-        if fig is not None:
-            atomic_save_figure(fig, store.root / name)
-            written.append(store.root / name)
+    for name, fig in study_figures(report, cells).items():
+        atomic_save_figure(fig, store.root / name)
+        written.append(store.root / name)
     return written

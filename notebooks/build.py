@@ -1,0 +1,176 @@
+"""Write the report notebooks from the cell lists below, and (``--execute``) run them so their outputs are saved.
+
+The notebook sources live here, as plain Python strings, so a change to a notebook is a readable diff; the logic
+they call lives in ``lit_mc.report``. ``make notebooks`` = ``python notebooks/build.py --execute``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from lit_mc.report import STUDY_ORDER
+
+HERE = Path(__file__).resolve().parent
+
+SETUP = """\
+import os
+import warnings
+from pathlib import Path
+from IPython.display import Image, Markdown, display
+warnings.filterwarnings("ignore")
+from lit_mc import report
+
+os.chdir(os.environ.get("LIT_MC_REPO", Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()))
+RESULTS, BENCH = report.results_root(), report.bench_root()
+show = lambda text: display(Markdown(text))
+show_fig = lambda fig: display(Image(data=report.figure_png(fig)))
+print("results:", RESULTS.resolve(), "| benchmarks:", BENCH.resolve())"""
+
+# What each study's result means; written after reading the results, with no number typed in (the numbers are in
+# the table and verdict printed above each reflection).
+REFLECTIONS: dict[str, str] = {}
+
+CIFAR_CELLS: list[tuple[str, str]] = [
+    ("md", """\
+# CIFAR-10: a baseline CNN, its tuning, and thirteen hypotheses
+
+Every table and figure below is computed from stored results (`results/`, `benchmarks/results/`); nothing here
+trains a model. The commands that produced each result are in the README; each study file in
+`configs/studies/` states its hypothesis, reference and budget."""),
+    ("code", SETUP),
+    ("md", """\
+## 1. Task and data
+
+CIFAR-10: 50,000 training and 10,000 test images of 32x32 pixels in ten balanced classes. The baseline trains on
+a stratified 45,000 / 5,000 train/validation split; the studies use stratified k-fold splits of a stratified
+subset. Below: the class balance and channel statistics of the training set and a sample of each class (when the
+data is present, else the cell says so)."""),
+    ("code", """\
+from lit_mc.data.cifar10 import default_data_dir, load_cifar10
+from lit_mc.data.eda import channel_stats, class_counts, sample_grid
+try:
+    arrays = load_cifar10(default_data_dir())
+except Exception as e:  # the notebook still renders without the data
+    arrays = None
+    print("CIFAR-10 not available here:", e)
+if arrays is not None:
+    counts = class_counts(arrays.train_labels, arrays.class_names)
+    mean, std = channel_stats(arrays.train_images)
+    show(report.markdown_table(["class", "training images"], counts.items()))
+    show(f"Channel mean (R, G, B): {', '.join(f'{m:.4f}' for m in mean)}; std: {', '.join(f'{s:.4f}' for s in std)}")
+    show_fig(sample_grid(arrays.train_images, arrays.train_labels, arrays.class_names, per_class=8))"""),
+    ("md", """\
+## 2. Metrics, and why
+
+The classes are balanced, so **accuracy** is a fair headline number; **macro-F1** (the mean of the per-class F1)
+would expose a model that buys accuracy on easy classes with recall on hard ones, and **per-class accuracy** and
+the **confusion matrix** show which classes are confused. Validation metrics choose checkpoints and settings; the
+test set is used once per final model. Every comparison between settings is paired over the same folds and judged
+with a paired t-test, because fold-to-fold variation is larger than many of the effects studied."""),
+    ("md", """\
+## 3. The baseline
+
+Three conv layers (32-64-128, 3x3, ReLU, 2x2 max-pool) and one hidden FC layer of 256, plain SGD (lr 0.01,
+batch 64, no momentum, no regularisation), 20 epochs on 45,000 images (`make train`)."""),
+    ("code", """\
+baseline = RESULTS / "cifar10" / "baseline"
+show_fig(report.run_curves_figure(baseline / "metrics.csv", "baseline"))
+show(report.test_report_markdown(report.read_json(baseline / "test_metrics.json")))"""),
+    ("md", """\
+**Overfitting one batch** (`python benchmarks/overfit_one_batch.py`): a model that cannot memorise 64 images
+has a bug; every model here can."""),
+    ("code", "show(report.overfit_markdown(report.read_json(BENCH / 'overfit_one_batch.json')))"),
+    ("md", """\
+## 4. The statistical error of the baseline: 5-fold cross-validation
+
+`lit-mc cv --config configs/cifar10/baseline.yaml --folds 5`: the same config on five stratified folds (40,000 /
+10,000 each)."""),
+    ("code", "show(report.cv_markdown(report.read_json(RESULTS / 'cv' / 'baseline' / 'summary.json')))"),
+    ("md", """\
+## 5. Studies
+
+Each study below is hypothesis (with its reference) -> experiment (settings x folds at a stated budget) -> result
+(learning curves: validation solid, training dashed; the metric per setting with its 95% t-interval, folds as grey
+dots) -> verdict (the expectation's setting against the reference setting, paired t-test over the folds) ->
+reflection. Studies 1-3 tune the learning rate and batch size of plain SGD (5 epochs on a 20% subset); studies
+4-12 vary one thing of the tuned baseline (lr 0.1, batch 64) at 15 epochs on a 10% subset, where a small model
+overfits and regularisers can show; study 13 is transfer learning."""),
+    ("code", """\
+studies = report.available_studies(RESULTS)
+reports = {name: report.load_study(name, RESULTS) for name in studies}
+def show_study(name):
+    rep = reports[name]
+    show(f"### Study: {name}")
+    show(report.study_markdown(rep))
+    for fig in report.study_figures(rep, report.study_cells(rep, RESULTS)).values():
+        show_fig(fig)
+print("studies with results:", ", ".join(studies))"""),
+    *[cell for name in STUDY_ORDER for cell in (
+        ("code", f"show_study({name!r}) if {name!r} in reports else print('no results for study {name}')"),
+        ("md", f"**Reflection ({name}).** " + REFLECTIONS.get(name, "")),
+    )],
+    ("md", """\
+## 6. Compute spent per study
+
+Wall time of every cell on this 2-core CPU (cells shared between studies are counted in each)."""),
+    ("code", "show(report.compute_table(list(reports.values())))"),
+    ("md", """\
+## 7. The best model
+
+The combination the studies support, trained on the full 45,000-image training split and tested once (see
+README for its config and command)."""),
+    ("code", """\
+best = RESULTS / "cifar10" / "best"
+if (best / "test_metrics.json").is_file():
+    show_fig(report.run_curves_figure(best / "metrics.csv", "best model"))
+    metrics = report.read_json(best / "test_metrics.json")
+    show(report.test_report_markdown(metrics))
+    show_fig(report.confusion_figure(metrics))
+    if (best / "cv_summary.json").is_file():
+        show("Its cross-validation error (the studies' budget, 3 folds):")
+        show(report.cv_markdown(report.read_json(best / "cv_summary.json")))
+else:
+    print("no best-model results in", best)"""),
+]
+
+
+def build(cells: list[tuple[str, str]], path: Path) -> None:
+    nb = new_notebook(cells=[new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def execute(path: Path, timeout: int = 600) -> float:
+    """Run every cell (outputs saved in the file); returns the seconds it took."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": os.getcwd()}}).execute()
+    nbformat.write(nb, path)
+    return time.perf_counter() - start
+
+
+NOTEBOOKS = {"01_cifar10_study.ipynb": CIFAR_CELLS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--execute", action="store_true", help="run the notebooks and save their outputs")
+    parser.add_argument("--out", default=str(HERE), help="folder for the .ipynb files (default notebooks/)")
+    opts = parser.parse_args()
+    for name, cells in NOTEBOOKS.items():
+        path = Path(opts.out) / name
+        build(cells, path)
+        if opts.execute:
+            print(f"{name}: executed in {execute(path):.0f} s")
+
+
+if __name__ == "__main__":
+    main()

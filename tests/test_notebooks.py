@@ -1,0 +1,57 @@
+"""The report notebooks run top to bottom on small fixture results (no real data, no checkpoints): they never rot."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import QUIET, REPO, baseline_fit
+from lit_mc.cli import main
+
+sys.path.insert(0, str(REPO / "notebooks"))
+import build  # noqa: E402  (notebooks/build.py: the notebook sources)
+
+
+@pytest.fixture(scope="module")
+def fixture_results(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A results tree in the shipped layout: a baseline run, its CV, and one study; made by the real commands."""
+    work = tmp_path_factory.mktemp("work")
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        main([*baseline_fit(cifar_root, "--trainer.max_epochs=2", "--trainer.callbacks=[]")])
+        run = next((work / "lightning_logs").glob("version_*"))
+        (work / "results" / "cifar10").mkdir(parents=True)
+        shutil.copytree(run, work / "results" / "cifar10" / "baseline")
+        budget = [f"--data.data_dir={cifar_root}", "--data.val_size=50", "--trainer.max_epochs=1", *QUIET]
+        main(["cv", "--config", str(REPO / "configs" / "cifar10" / "baseline.yaml"), "--folds", "2", *budget])
+        study = (REPO / "configs" / "studies" / "learning_rate.yaml").read_text()
+        study = study.replace("  - --data.subset=0.2", "".join(f"  - {b}\n" for b in budget).rstrip("\n"))
+        study = study.replace("base: configs/", f"base: {REPO}/configs/").replace("folds: 3", "folds: 2").replace("[0.001, 0.003, 0.01, 0.03, 0.1]", "[0.01, 0.03]")
+        (work / "learning_rate.yaml").write_text(study)
+        main(["study", "run", str(work / "learning_rate.yaml")])
+    finally:
+        os.chdir(cwd)
+    return work / "results"
+
+
+def test_cifar_notebook_runs_on_fixture_results(fixture_results: Path, cifar_root: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("LIT_MC_RESULTS", str(fixture_results))
+    monkeypatch.setenv("LIT_MC_BENCH", str(REPO / "benchmarks" / "results"))
+    monkeypatch.setenv("LIT_MC_DATA", str(cifar_root))
+    monkeypatch.setenv("LIT_MC_REPO", str(REPO))
+    path = tmp_path / "01.ipynb"
+    build.build(build.CIFAR_CELLS, path)
+    build.execute(path, timeout=300)
+    nb = nbformat.read(path, as_version=4)
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "\n".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
+    assert "Verdict:" in text and "lr=0.03" in text and "Test accuracy" in text
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4  # sample grid, curves, study figures
