@@ -32,7 +32,8 @@ def fixture_results(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) 
         main(["cv", "--config", str(REPO / "configs" / "cifar10" / "baseline.yaml"), "--folds", "2", *budget])
         study = (REPO / "configs" / "studies" / "learning_rate.yaml").read_text()
         study = study.replace("  - --data.subset=0.2", "".join(f"  - {b}\n" for b in budget).rstrip("\n"))
-        study = study.replace("base: configs/", f"base: {REPO}/configs/").replace("folds: 3", "folds: 2").replace("[0.001, 0.003, 0.01, 0.03, 0.1]", "[0.01, 0.03]")
+        study = study.replace("base: configs/", f"base: {REPO}/configs/").replace("folds: 3", "folds: 2")
+        study = study.replace("[0.001, 0.003, 0.01, 0.03, 0.1]", "[0.01, 0.03]")
         (work / "learning_rate.yaml").write_text(study)
         main(["study", "run", str(work / "learning_rate.yaml")])
     finally:
@@ -55,3 +56,37 @@ def test_cifar_notebook_runs_on_fixture_results(fixture_results: Path, cifar_roo
     text = "\n".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
     assert "Verdict:" in text and "lr=0.03" in text and "Test accuracy" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4  # sample grid, curves, study figures
+
+
+def test_captioning_notebook_runs_on_fixture_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A toy ShowAttendTell run, analysed into the results layout, then the notebook on top of it."""
+    from lit_mc.captioning.analysis import analyse_run
+    from lit_mc.captioning.toy import write_toy_set
+    from lit_mc.cli import run_lightning_cli
+
+    toy = write_toy_set(tmp_path / "toy", train=40, val=8, test=8, size=32)
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "fit", "--config", str(REPO / "configs" / "flickr8k" / "show_attend_tell.yaml"), f"--data.data_dir={toy}",
+        "--data.encoder.backbone=patches", "--data.encoder.weights=null", "--data.encoder.image_size=32",
+        "--data.min_count=1", "--data.batch_size=20", "--data.eval_batch_size=8", "--trainer.max_epochs=1",
+        "--trainer.logger.init_args.name=flickr8k_show_attend_tell", *QUIET,
+    ]  # fmt: skip
+    cli = run_lightning_cli(args)
+    results = tmp_path / "results"
+    summary = analyse_run(Path(cli.trainer.log_dir), toy, results / "flickr8k" / "show_attend_tell", examples=2)
+    assert len(summary["best"]) == 2 and summary["best"][0]["cider"] >= summary["worst"][0]["cider"]
+    assert len(summary["best_figures"]) == 2  # one attention overlay per example
+    monkeypatch.setenv("LIT_MC_RESULTS", str(results))
+    monkeypatch.setenv("LIT_MC_BENCH", str(REPO / "benchmarks" / "results"))
+    monkeypatch.setenv("LIT_MC_FLICKR8K", str(toy))
+    monkeypatch.setenv("LIT_MC_REPO", str(REPO))
+    path = tmp_path / "02.ipynb"
+    build.build(build.CAPTION_CELLS, path)
+    build.execute(path, timeout=300)
+    nb = nbformat.read(path, as_version=4)
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"], [o for o in outputs if o.output_type == "error"]
+    text = "\n".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
+    assert "show_attend_tell" in text and "Xu et al. 2015" in text and "CIDEr" in text
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3

@@ -88,7 +88,7 @@ def _ckpt_path_argument(args: list[str]) -> str | None:
     return None
 
 
-def _model_and_data_from_checkpoint(path: str) -> list[str]:
+def model_and_data_args(path: str) -> list[str]:
     """``--model`` and ``--data`` rebuilt from a checkpoint: ``lit-mc test --ckpt_path X`` needs no config."""
     import json
 
@@ -244,7 +244,7 @@ def run_lightning_cli(args: list[str] | None = None, run: bool = True) -> Lightn
     if (ckpt := _ckpt_path_argument(words)) is not None:
         check_checkpoint(ckpt)
         if run and not any(w.startswith(("--config", "-c", "--model", "--data")) for w in words):
-            args = [words[0], *_model_and_data_from_checkpoint(ckpt), *words[1:]]
+            args = [words[0], *model_and_data_args(ckpt), *words[1:]]
     _wandb_offline_unless_configured()
     warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")  # args built above
     try:

@@ -73,9 +73,9 @@ class CaptionModule(L.LightningModule):
         self.decoder = self.build_decoder(len(vocab), feature_dim)
 
     def configure_model(self) -> None:
-        if self.decoder is not None:
-            return
-        datamodule = getattr(self.trainer, "datamodule", None)
+        if self.decoder is not None or self._trainer is None:
+            return  # built already, or being loaded from a checkpoint (on_load_checkpoint builds it)
+        datamodule = getattr(self._trainer, "datamodule", None)
         if datamodule is None or getattr(datamodule, "vocab", None) is None:
             raise LitMcError("the captioner has no vocabulary", "train with a Flickr8kDataModule or load a checkpoint")
         self._build(datamodule.vocab, datamodule.feature_dim)

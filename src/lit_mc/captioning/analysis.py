@@ -1,0 +1,95 @@
+"""After training: the stored results a captioning report needs, from a run folder and the data (no training).
+
+``lit-mc-caption-report`` (``python -m lit_mc.captioning.analysis RUN_DIR ... --out results/flickr8k``) copies each
+run's metrics log and test scores, scores every test caption against its references (per-image CIDEr), and draws
+the attention overlays of the best- and worst-scored captions from the run's best checkpoint alone (its
+vocabulary is inside it). The notebook then reads only ``results/flickr8k/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lit_mc.captioning.annotations import load_annotations
+from lit_mc.captioning.vocab import clean_caption
+from lit_mc.io import atomic_write_text
+
+
+def per_image_cider(hypotheses: list[str], references: list[list[str]]) -> list[float]:
+    from pycocoevalcap.cider.cider import Cider
+
+    res = {i: [h if h.strip() else "unk"] for i, h in enumerate(hypotheses)}
+    gts = {i: list(r) for i, r in enumerate(references)}
+    return [float(x) for x in Cider().compute_score(gts, res)[1]]
+
+
+def best_checkpoint(run: Path) -> Path:
+    found = sorted(run.glob("checkpoints/best-*.ckpt"))
+    if not found:
+        raise FileNotFoundError(f"no best-*.ckpt in {run}/checkpoints")
+    return found[-1]
+
+
+def analyse_run(run: Path, data_dir: Path, out: Path, examples: int = 3, beam: int = 1) -> dict[str, Any]:
+    """Write ``out/{metrics.csv, test_metrics.json, examples.json, example_*.png}`` for one trained run."""
+    from lit_mc.captioning import Flickr8kDataModule
+    from lit_mc.captioning.attention import write_attention_maps
+    from lit_mc.cli import model_and_data_args, run_lightning_cli
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("metrics.csv", "test_metrics.json", "config.yaml"):
+        if (run / name).is_file():
+            shutil.copy(run / name, out / name)
+    with (run / "captions.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if int(r["beam_size"]) == beam]
+    text = data_dir / "Flickr8k_text"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ann = load_annotations(data_dir / "Images", text / "Flickr8k.token.txt", text, None)
+    ckpt = best_checkpoint(run)
+    args = [*model_and_data_args(str(ckpt)), f"--data.init_args.data_dir={data_dir}"]
+    cli = run_lightning_cli([*args, "--trainer.logger=false"], run=False)
+    dm: Flickr8kDataModule = cli.datamodule
+    dm.prepare_data()
+    dm.setup("test")
+    refs = [[" ".join(clean_caption(c)) for c in ann.captions[dm.names[int(r["row"])]]] for r in rows]
+    scores = per_image_cider([r["caption"] for r in rows], refs)
+    order = sorted(range(len(rows)), key=lambda i: scores[i])
+    picked = {"best": order[::-1][:examples], "worst": order[:examples]}
+    module = type(cli.model).load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
+    summary: dict[str, Any] = {"checkpoint": ckpt.name, "beam": beam, "mean_cider": sum(scores) / len(scores)}
+    for kind, indices in picked.items():
+        summary[kind] = []
+        image_rows = torch.tensor([int(rows[i]["row"]) for i in indices])
+        batch = dm.on_before_batch_transfer((image_rows, torch.zeros(len(indices), 1, 1, dtype=torch.long)), 0)
+        maps = write_attention_maps(module, dm, {"features": batch["features"], "rows": image_rows}, out / kind)
+        for i in indices:
+            summary[kind].append({"image": dm.names[int(rows[i]["row"])], "caption": rows[i]["caption"],
+                                  "references": refs[i], "cider": scores[i]})  # fmt: skip
+        summary[f"{kind}_figures"] = [str(p.relative_to(out)) for p, _ in maps]
+    atomic_write_text(out / "examples.json", json.dumps(summary, indent=1))
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="run folders (lightning_logs/flickr8k_<model>/version_N)")
+    parser.add_argument("--data", default="data/flickr8k")
+    parser.add_argument("--out", default="results/flickr8k")
+    opts = parser.parse_args()
+    for run in map(Path, opts.runs):
+        name = run.parent.name.removeprefix("flickr8k_")
+        summary = analyse_run(run, Path(opts.data), Path(opts.out) / name)
+        print(f"{name}: mean per-image CIDEr {summary['mean_cider']:.3f}; examples in {Path(opts.out) / name}")
+
+
+if __name__ == "__main__":
+    main()
