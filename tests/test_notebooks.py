@@ -41,19 +41,24 @@ def fixture_results(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) 
     return work / "results"
 
 
-def test_cifar_notebook_runs_on_fixture_results(fixture_results: Path, cifar_root: Path, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    monkeypatch.setenv("LIT_MC_RESULTS", str(fixture_results))
+def _execute(cells: list, results: Path, path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list, str]:
+    """Build and run a notebook on ``results``; fail on any error output; return its outputs and markdown text."""
+    monkeypatch.setenv("LIT_MC_RESULTS", str(results))
     monkeypatch.setenv("LIT_MC_BENCH", str(REPO / "benchmarks" / "results"))
-    monkeypatch.setenv("LIT_MC_DATA", str(cifar_root))
     monkeypatch.setenv("LIT_MC_REPO", str(REPO))
-    path = tmp_path / "01.ipynb"
-    build.build(build.CIFAR_CELLS, path)
+    build.build(cells, path)
     build.execute(path, timeout=300)
     nb = nbformat.read(path, as_version=4)
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    text = "\n".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
+    errors = [f"{o.ename}: {o.evalue}" for o in outputs if o.output_type == "error"]
+    assert not errors, errors
+    return outputs, "\n".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
+
+
+def test_cifar_notebook_runs_on_fixture_results(fixture_results: Path, cifar_root: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("LIT_MC_DATA", str(cifar_root))
+    outputs, text = _execute(build.CIFAR_CELLS, fixture_results, tmp_path / "01.ipynb", monkeypatch)
     assert "Verdict:" in text and "lr=0.03" in text and "Test accuracy" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4  # sample grid, curves, study figures
 
@@ -77,16 +82,7 @@ def test_captioning_notebook_runs_on_fixture_results(tmp_path: Path, monkeypatch
     summary = analyse_run(Path(cli.trainer.log_dir), toy, results / "flickr8k" / "show_attend_tell", examples=2)
     assert len(summary["best"]) == 2 and summary["best"][0]["cider"] >= summary["worst"][0]["cider"]
     assert len(summary["best_figures"]) == 2  # one attention overlay per example
-    monkeypatch.setenv("LIT_MC_RESULTS", str(results))
-    monkeypatch.setenv("LIT_MC_BENCH", str(REPO / "benchmarks" / "results"))
     monkeypatch.setenv("LIT_MC_FLICKR8K", str(toy))
-    monkeypatch.setenv("LIT_MC_REPO", str(REPO))
-    path = tmp_path / "02.ipynb"
-    build.build(build.CAPTION_CELLS, path)
-    build.execute(path, timeout=300)
-    nb = nbformat.read(path, as_version=4)
-    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
-    assert not [o for o in outputs if o.output_type == "error"], [o for o in outputs if o.output_type == "error"]
-    text = "\n".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
+    outputs, text = _execute(build.CAPTION_CELLS, results, tmp_path / "02.ipynb", monkeypatch)
     assert "show_attend_tell" in text and "Xu et al. 2015" in text and "CIDEr" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
