@@ -8,7 +8,7 @@ LIT_MC_DATA ?= data
 CONFIG ?= configs/cifar10/baseline.yaml
 export LIT_MC_DATA
 
-.PHONY: install data train test lint bench notebooks clean
+.PHONY: install data data-flickr8k train test lint bench notebooks clean
 
 $(BIN)/lit-mc: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ install: $(BIN)/lit-mc
 # otherwise a one-line message saying where to put cifar-10-batches-py/.
 data: install
 	$(BIN)/lit-mc data cifar10 --dest $(LIT_MC_DATA)
+
+# Flickr8k cannot be downloaded: link a copy (FLICKR8K=/path/with/Images+Flickr8k_text).
+FLICKR8K ?= ../shared/data/flickr8k
+data-flickr8k: install
+	$(BIN)/lit-mc data flickr8k --dest $(LIT_MC_DATA)/flickr8k --source $(FLICKR8K)
 
 train: data
 	$(BIN)/lit-mc fit --config $(CONFIG)

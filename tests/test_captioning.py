@@ -4,7 +4,10 @@ checkpoints that carry their vocabulary, attention maps and their in-box measure
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -237,3 +240,28 @@ def test_box_coverage_and_attention_in_box() -> None:
     attention[0, 5] = attention[3, 5] = 1.0
     found = attention_in_box(["a", "red", "circle", "<end>"], attention, objects, (4, 4), 32)
     assert found == [(1.0, 64 / 1024)]
+
+
+def test_killed_captioner_resumes_to_the_same_weights(toy_root: Path, tmp_path: Path) -> None:
+    """SIGKILL a ShowAttendTell run mid-epoch; ``--ckpt_path last`` ends with the uninterrupted run's weights."""
+
+    def fit(cwd: Path, *extra: str) -> subprocess.CompletedProcess:
+        args = [sys.executable, "-m", "lit_mc.cli", *toy_args(toy_root, "show_attend_tell", "--trainer.max_epochs=3",
+                "--trainer.deterministic=true", *extra)]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+        return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+    (tmp_path / "straight").mkdir()
+    (tmp_path / "killed").mkdir()
+    assert fit(tmp_path / "straight").returncode == 0
+    killer = json.dumps([{"class_path": "killers.KillAt", "init_args": {"point": "mid_epoch", "epoch": 1}}])
+    assert fit(tmp_path / "killed", f"--trainer.callbacks+={killer}").returncode == -9
+    resumed = fit(tmp_path / "killed", "--ckpt_path=last")
+    assert resumed.returncode == 0 and "resuming" in resumed.stdout, resumed.stderr[-2000:]
+    final = [
+        torch.load(tmp_path / d / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+        for d in ("straight", "killed")
+    ]
+    assert final[0]["epoch"] == final[1]["epoch"] == 2
+    for key, value in final[0]["state_dict"].items():
+        assert torch.equal(value, final[1]["state_dict"][key]), key
