@@ -34,7 +34,37 @@ print("results:", RESULTS.resolve(), "| benchmarks:", BENCH.resolve())"""
 
 # What each study's result means; written after reading the results, with no number typed in (the numbers are in
 # the table and verdict printed above each reflection).
-REFLECTIONS: dict[str, str] = {}
+REFLECTIONS: dict[str, str] = {
+    "learning_rate": """With plain SGD and only five epochs, accuracy rose with every step up the learning-rate grid: at
+this budget the baseline is limited by how far it can move, not by instability. The hypothesis's first clause holds;
+its second (the largest rate becomes unstable) does not, at least not before BatchNorm or momentum are involved.
+The learning rate mattered more than any architectural change studied later.""",
+    "batch_size": """With the learning rate fixed, smaller batches won clearly: at a fixed number of epochs they take
+more steps. Scaling the learning rate linearly with the batch size made the batch sizes almost equivalent, as the
+linear scaling rule predicts; what counts at this budget is roughly the number of steps times the step size.""",
+    "lr_batch_size": """The heat map is not a clean diagonal: the best cells sit at the largest learning rate and the
+smallest batches, so the number of updates (smaller batches) adds to the noise-scale picture at a fixed epoch
+budget. Equal learning-rate-to-batch ratios do not give equal accuracy: in every such pair the smaller batch wins.
+The expected cell beat the baseline setting, which supports the direction of the hypothesis more than its strong form. The tuned baseline
+(lr 0.1, batch 64) is taken from this grid.""",
+    "depth": """A fourth stage did not help, and two stages were at least as good as three: with 3,333 training
+images, plain SGD and no normalisation, a deeper plain network is harder to optimise and has more to overfit with.
+Depth pays with BatchNorm, residual connections and more data (VGG/ResNet conditions), none of which this budget
+has; the verdict is inconclusive, not a refutation of the reference.""",
+    "width": """Doubling the width helped in every fold, and halving it hurt on average: more filters per stage
+is the cheapest capacity for plain SGD here, at four times the FLOPs of the baseline. Width is one of the
+ingredients of the best model.""",
+    "kernel_size": """Larger kernels did not help: 5x5 was level with 3x3 and 7x7 lower, at several times the FLOPs.
+The receptive-field argument does not show at 32 px with three pooling stages, which already cover the image;
+stacks of small kernels remain the better use of compute, as VGG argued.""",
+    "pooling": """Max pooling came out ahead of both average pooling and strided convolutions in every fold, but with
+three folds the paired test does not reach significance, so the verdict is inconclusive. Strided convolutions
+learn their downsampling, which needs more data and training than this budget gives (the all-convolutional net
+trained far longer with augmentation).""",
+    "dropout": """Dropout in the fully connected head did not help: 0.5 was slightly but significantly worse and 0.25
+level. With fifteen epochs of plain SGD the model is still fitting, and the head holds a small share of the
+parameters; dropout trades fitting speed for generalisation, which only pays once a model overfits strongly.""",
+}
 
 CIFAR_CELLS: list[tuple[str, str]] = [
     ("md", """\
