@@ -45,8 +45,8 @@ linear scaling rule predicts; what counts at this budget is roughly the number o
     "lr_batch_size": """The heat map is not a clean diagonal: the best cells sit at the largest learning rate and the
 smallest batches, so the number of updates (smaller batches) adds to the noise-scale picture at a fixed epoch
 budget. Equal learning-rate-to-batch ratios do not give equal accuracy: in every such pair the smaller batch wins.
-The expected cell beat the baseline setting, which supports the direction of the hypothesis more than its strong form. The tuned baseline
-(lr 0.1, batch 64) is taken from this grid.""",
+The expected cell beat the baseline setting, which supports the direction of the hypothesis more than its
+strong form. The tuned baseline (lr 0.1, batch 64) is taken from this grid.""",
     "depth": """A fourth stage did not help, and two stages were at least as good as three: with 3,333 training
 images, plain SGD and no normalisation, a deeper plain network is harder to optimise and has more to overfit with.
 Depth pays with BatchNorm, residual connections and more data (VGG/ResNet conditions), none of which this budget
