@@ -118,7 +118,7 @@ def write_attention_maps(module, datamodule, batch: dict[str, Any], out: Path) -
         image = datamodule.image(row)
         fig = attention_figure(image, words, decoded.attention[i], datamodule.grid)
         path = out / f"row={row}.png"
-        atomic_save_figure(fig, path)
+        atomic_save_figure(fig, path, dpi=55)
         written.append((path, fig))
         if hasattr(module, "attention_maps") and words:
             tokens = torch.tensor([[module.vocab.start, *ids[: len(words)]]], device=batch["features"].device)
@@ -127,7 +127,7 @@ def write_attention_maps(module, datamodule, batch: dict[str, Any], out: Path) -
             t = max(range(len(words)), key=lambda j: len(words[j]))  # the longest word: usually a noun
             head_fig = head_figure(image, words[t], maps[:, :, t], datamodule.grid)
             head_path = out / f"row={row}_heads.png"
-            atomic_save_figure(head_fig, head_path)
+            atomic_save_figure(head_fig, head_path, dpi=55)
             written.append((head_path, head_fig))
     module.train(was_training)
     for _, fig in written:
