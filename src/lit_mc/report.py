@@ -265,3 +265,14 @@ def caption_data_overview(data_dir: Path, min_count: int = 5, samples: int = 3) 
         ax_image.set_title(name, fontsize=8)
     fig.tight_layout()
     return table + f"\n\nVocabulary: {len(vocab)} entries (4 special tokens).", fig
+
+
+def studies_summary_markdown(reports: Sequence[dict[str, Any]]) -> str:
+    """One line per study: command, budget, compute and the verdict line (the README's results table)."""
+    rows = []
+    for r in reports:
+        budget = " ".join(b.removeprefix("--") for b in r["budget"] if "progress_bar" not in b)
+        command = f"`lit-mc study run configs/studies/{r['name']}.yaml`"
+        rows.append([r["name"], command, f"{len(r['rows'])} x {r['folds']} folds, {budget}",
+                     f"{r['wall_s'] / 60:.1f}", r["verdict"]])  # fmt: skip
+    return markdown_table(["study", "command", "settings, budget", "cell minutes", "verdict"], rows)
