@@ -253,3 +253,11 @@ def test_study_killed_mid_cell_resumes_without_losing_or_repeating_a_cell(cifar_
     assert len(runs) == 5  # 4 cells + the killed one: no finished cell trained twice
     report = json.loads((tmp_path / "results" / "studies" / "lr_study" / "study.json").read_text())
     assert sorted(k for row in report["rows"] for k in row["cells"]) == sorted(p.stem for p in cells.glob("*.json"))
+
+
+def test_a_diverging_cell_is_stored_as_a_result(cv: CrossValidation) -> None:
+    """NaN loss in one setting: the cell records the divergence and the metric measured on the diverged network."""
+    cv.overrides.append('--trainer.callbacks+=[{"class_path": "killers.ExplodeAt", "init_args": {"epoch": 0}}]')
+    cell = cv.run_fold(0)
+    assert cell["diverged"].startswith("training loss became") and 0.0 <= cell["final"]["val_acc"] <= 1.0
+    assert cv.store.read(cell["key"])["diverged"] == cell["diverged"]

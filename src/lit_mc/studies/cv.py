@@ -18,6 +18,7 @@ import torch
 import yaml
 from scipy import stats
 
+from lit_mc.errors import LitMcError
 from lit_mc.studies.store import ResultsStore, config_key
 
 METRICS = ("val_acc", "val_f1", "val_loss", "train_acc", "train_loss")
@@ -120,9 +121,18 @@ class CrossValidation:
                 self.store.write(key, {**record, "flops": forward_flops(cli.model)})
             return self.store.read(key)
         start = time.perf_counter()
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        diverged = None
+        try:
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        except LitMcError as e:  # a diverging setting is a result of the study, not a reason to abort it
+            if "loss became" not in e.cause:
+                raise
+            diverged = e.cause
         seconds = time.perf_counter() - start
         metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k in METRICS}
+        if diverged:  # measure the diverged network as it stands, as the study's metric must for every setting
+            validated = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)[0]
+            metrics = {k: float(v) for k, v in validated.items() if k in METRICS}
         train_images = len(cli.datamodule.train_idx) * cli.trainer.current_epoch
         record = {
             "key": key,
@@ -133,6 +143,7 @@ class CrossValidation:
             "final": metrics,
             "curves": read_curves(Path(cli.trainer.log_dir) / "metrics.csv"),
             "epochs": cli.trainer.current_epoch,
+            "diverged": diverged,
             "train_images": len(cli.datamodule.train_idx),
             "val_images": len(cli.datamodule.val_idx),
             "wall_s": seconds,
