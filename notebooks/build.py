@@ -64,13 +64,13 @@ trained far longer with augmentation).""",
     "dropout": """Dropout in the fully connected head did not help: 0.5 was slightly but significantly worse and 0.25
 level. With fifteen epochs of plain SGD the model is still fitting, and the head holds a small share of the
 parameters; dropout trades fitting speed for generalisation, which only pays once a model overfits strongly.""",
-    "augmentation": """Horizontal flips helped in every fold; vertical flips hurt in every fold, as expected for photos with
-a sky at the top. Crops, cutout and contrast did not help at fifteen epochs, and stacking all of them hurt most:
+    "augmentation": """Horizontal flips helped in every fold; vertical flips hurt in every fold, as expected for photos
+with a sky at the top. Crops, cutout and contrast did not help at fifteen epochs, and stacking all of them hurt most:
 each makes the training task harder, and a short budget spends its steps on the harder task instead of on fitting.
 Augmentation is regularisation, and it pays once training runs long enough to overfit; at this budget only the
 cheapest, label-preserving transformation (the mirror image) paid. Horizontal flips go into the best model.""",
-    "batch_norm": """BatchNorm raised the mean accuracy by the largest margin of any single change, but the fold-to-fold
-spread was large too, so with three folds the paired test is inconclusive. The three-times-larger learning rate
+    "batch_norm": """BatchNorm raised the mean accuracy by the largest margin of any single change, but the
+fold-to-fold spread was large too, so with three folds the paired test is inconclusive. The three-times-larger learning rate
 with BatchNorm did not beat the tuned one: BatchNorm tolerated it (no divergence) rather than profiting from it
 here. BatchNorm goes into the best model, where it also stabilises the wider network.""",
 }
