@@ -71,8 +71,8 @@ Augmentation is regularisation, and it pays once training runs long enough to ov
 cheapest, label-preserving transformation (the mirror image) paid. Horizontal flips go into the best model.""",
     "batch_norm": """BatchNorm raised the mean accuracy by the largest margin of any single change, but the
 fold-to-fold spread was large too, so with three folds the paired test is inconclusive. The three-times-larger
-learning rate with BatchNorm did not beat the tuned one: BatchNorm tolerated it (no divergence) rather than profiting from it
-here. BatchNorm goes into the best model, where it also stabilises the wider network.""",
+learning rate with BatchNorm did not beat the tuned one: BatchNorm tolerated it (no divergence) rather than
+profiting from it here. BatchNorm goes into the best model, where it also stabilises the wider network.""",
 }
 
 CIFAR_CELLS: list[tuple[str, str]] = [
