@@ -103,3 +103,9 @@ def test_pretrained_lite0_recognises_natural_images() -> None:
         names = " | ".join(info.index_to_description(i) for i in top5)
         wanted = (expected,) if isinstance(expected, str) else expected
         assert any(w in names for w in wanted), names
+
+
+def test_timm_classifier_null_weights_text_means_random_init() -> None:
+    from lit_mc.models import TimmClassifier
+
+    assert TimmClassifier(weights="null").input_normalization is None  # random init: the data's statistics

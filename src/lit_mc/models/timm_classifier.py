@@ -40,6 +40,8 @@ class TimmClassifier(nn.Module):
         drop_rate: float = 0.0,
     ) -> None:
         super().__init__()
+        if isinstance(weights, str) and weights.lower() in ("", "none", "null"):
+            weights = None  # a command-line `null` can arrive as text through nested subclass arguments
         try:
             net = timm.create_model(backbone, pretrained=weights == "hub", drop_rate=drop_rate)
         except RuntimeError as e:  # unknown model name
