@@ -81,8 +81,8 @@ def heatmap_figure(report: dict) -> Figure | None:
     keys = list(report["rows"][0]["setting"])
     if len(keys) != 2:
         return None
-    ys = sorted({row["setting"][keys[0]] for row in report["rows"]})
-    xs = sorted({row["setting"][keys[1]] for row in report["rows"]})
+    ys = sorted({row["setting"][keys[0]] for row in report["rows"]}, key=str)
+    xs = sorted({row["setting"][keys[1]] for row in report["rows"]}, key=str)
     grid = torch.full((len(ys), len(xs)), float("nan"))
     for row in report["rows"]:
         grid[ys.index(row["setting"][keys[0]]), xs.index(row["setting"][keys[1]])] = row["summary"]["mean"]
