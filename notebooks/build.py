@@ -83,8 +83,8 @@ are tuned together, and without BatchNorm nothing absorbs the mismatch.""",
 step helped a little: at a short budget, per-parameter step sizes and momentum both speed up progress on the
 ill-conditioned loss surface. Whether Adam also generalises better with long training (Wilson et al. argue it
 often does not) is outside this budget. Adam goes into the best model.""",
-    "transfer_learning": """ImageNet features transfer: fine-tuning the pretrained EfficientNet-Lite0 was by far the best
-setting of all the studies, the frozen feature extractor came second, and the same network from random
+    "transfer_learning": """ImageNet features transfer: fine-tuning the pretrained EfficientNet-Lite0 was by far the
+best setting of all the studies, the frozen feature extractor came second, and the same network from random
 initialisation, far too large for 3,333 images and five epochs, was worst. Fine-tuning beat freezing because
 CIFAR-10's small, upsampled images differ from ImageNet photos, so the later blocks profit from adapting. It was
 also the most expensive setting per image; the best model below stays with the small CNN, whose cost this
