@@ -257,6 +257,13 @@ BLEU-1..4, METEOR, ROUGE-L and CIDEr (pycocoevalcap) on the 1,000 official test 
 against its five references; the published Show-Attend-Tell numbers (VGG encoder, beam search) for reference."""),
     ("code", "show(report.caption_metric_table(RESULTS))"),
     ("md", """\
+**Reading the table.** Soft attention (Show, Attend and Tell) scores highest on every metric and decoding, which
+is the comparison the study is about: looking at the image at every word beats summarising it once. Beam search
+improves every model over greedy decoding; a beam of five is not better than three (it prefers shorter, safer
+captions). After five epochs the transformer is level with the no-attention baseline rather than ahead: it trains
+from scratch with no recurrence bias and was still improving when training stopped, so this says more about the
+budget than the architecture. All three were stopped before convergence (their validation CIDEr was still rising)."""),
+    ("md", """\
 ## 5. Where the models look
 
 Greedy captions of the test images that scored best and worst (per-image CIDEr), with the attention of every word
@@ -274,6 +281,11 @@ for model in ("show_attend_tell", "transformer", "show_and_tell"):
         for png in sorted((folder / kind).glob("row=*.png"))[:2]:
             display(Image(filename=str(png)))"""),
     ("md", """\
+**Error analysis.** The worst-scored captions are fluent but describe the wrong activity or scene (a generic
+"man in a shirt", "playing basketball" for a karate pose): the model falls back on the most frequent subjects and
+verbs of the training captions when the image is unusual. Rare words become `<unk>` (words seen fewer than five
+times are not in the vocabulary).
+
 ## 6. Measuring attention: the toy shapes set
 
 On a synthetic set whose object boxes are known (two coloured shapes per image, captions such as "a red circle
