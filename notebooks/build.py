@@ -95,21 +95,29 @@ overlap. This study is also the best model's cross-validation error bar at the s
 }
 
 CIFAR_CELLS: list[tuple[str, str]] = [
-    ("md", """\
+    (
+        "md",
+        """\
 # CIFAR-10: a baseline CNN, its tuning, and thirteen hypotheses
 
 Every table and figure below is computed from stored results (`results/`, `benchmarks/results/`); nothing here
 trains a model. The commands that produced each result are in the README; each study file in
-`configs/studies/` states its hypothesis, reference and budget."""),
+`configs/studies/` states its hypothesis, reference and budget.""",
+    ),
     ("code", SETUP),
-    ("md", """\
+    (
+        "md",
+        """\
 ## 1. Task and data
 
 CIFAR-10: 50,000 training and 10,000 test images of 32x32 pixels in ten balanced classes. The baseline trains on
 a stratified 45,000 / 5,000 train/validation split; the studies use stratified k-fold splits of a stratified
 subset. Below: the class balance and channel statistics of the training set and a sample of each class (when the
-data is present, else the cell says so)."""),
-    ("code", """\
+data is present, else the cell says so).""",
+    ),
+    (
+        "code",
+        """\
 from lit_mc.data.cifar10 import default_data_dir, load_cifar10
 from lit_mc.data.eda import channel_stats, class_counts, sample_grid
 try:
@@ -122,35 +130,53 @@ if arrays is not None:
     mean, std = channel_stats(arrays.train_images)
     show(report.markdown_table(["class", "training images"], counts.items()))
     show(f"Channel mean (R, G, B): {', '.join(f'{m:.4f}' for m in mean)}; std: {', '.join(f'{s:.4f}' for s in std)}")
-    show_fig(sample_grid(arrays.train_images, arrays.train_labels, arrays.class_names, per_class=8))"""),
-    ("md", """\
+    show_fig(sample_grid(arrays.train_images, arrays.train_labels, arrays.class_names, per_class=8))""",
+    ),
+    (
+        "md",
+        """\
 ## 2. Metrics, and why
 
 The classes are balanced, so **accuracy** is a fair headline number; **macro-F1** (the mean of the per-class F1)
 would expose a model that buys accuracy on easy classes with recall on hard ones, and **per-class accuracy** and
 the **confusion matrix** show which classes are confused. Validation metrics choose checkpoints and settings; the
 test set is used once per final model. Every comparison between settings is paired over the same folds and judged
-with a paired t-test, because fold-to-fold variation is larger than many of the effects studied."""),
-    ("md", """\
+with a paired t-test, because fold-to-fold variation is larger than many of the effects studied.""",
+    ),
+    (
+        "md",
+        """\
 ## 3. The baseline
 
 Three conv layers (32-64-128, 3x3, ReLU, 2x2 max-pool) and one hidden FC layer of 256, plain SGD (lr 0.01,
-batch 64, no momentum, no regularisation), 20 epochs on 45,000 images (`make train`)."""),
-    ("code", """\
+batch 64, no momentum, no regularisation), 20 epochs on 45,000 images (`make train`).""",
+    ),
+    (
+        "code",
+        """\
 baseline = RESULTS / "cifar10" / "baseline"
 show_fig(report.run_curves_figure(baseline / "metrics.csv", "baseline"))
-show(report.test_report_markdown(report.read_json(baseline / "test_metrics.json")))"""),
-    ("md", """\
+show(report.test_report_markdown(report.read_json(baseline / "test_metrics.json")))""",
+    ),
+    (
+        "md",
+        """\
 **Overfitting one batch** (`python benchmarks/overfit_one_batch.py`): a model that cannot memorise 64 images
-has a bug; every model here can."""),
+has a bug; every model here can.""",
+    ),
     ("code", "show(report.overfit_markdown(report.read_json(BENCH / 'overfit_one_batch.json')))"),
-    ("md", """\
+    (
+        "md",
+        """\
 ## 4. The statistical error of the baseline: 5-fold cross-validation
 
 `lit-mc cv --config configs/cifar10/baseline.yaml --folds 5`: the same config on five stratified folds (40,000 /
-10,000 each)."""),
+10,000 each).""",
+    ),
     ("code", "show(report.cv_markdown(report.read_json(RESULTS / 'cv' / 'baseline' / 'summary.json')))"),
-    ("md", """\
+    (
+        "md",
+        """\
 ## 5. Studies
 
 Each study below is hypothesis (with its reference) -> experiment (settings x folds at a stated budget) -> result
@@ -158,8 +184,11 @@ Each study below is hypothesis (with its reference) -> experiment (settings x fo
 dots) -> verdict (the expectation's setting against the reference setting, paired t-test over the folds) ->
 reflection. Studies 1-3 tune the learning rate and batch size of plain SGD (5 epochs on a 20% subset); studies
 4-12 vary one thing of the tuned baseline (lr 0.1, batch 64) at 15 epochs on a 10% subset, where a small model
-overfits and regularisers can show; study 13 is transfer learning."""),
-    ("code", """\
+overfits and regularisers can show; study 13 is transfer learning.""",
+    ),
+    (
+        "code",
+        """\
 studies = report.available_studies(RESULTS)
 reports = {name: report.load_study(name, RESULTS) for name in studies}
 def show_study(name):
@@ -168,22 +197,35 @@ def show_study(name):
     show(report.study_markdown(rep))
     for fig in report.study_figures(rep, report.study_cells(rep, RESULTS)).values():
         show_fig(fig)
-print("studies with results:", ", ".join(studies))"""),
-    *[cell for name in STUDY_ORDER for cell in (
-        ("code", f"show_study({name!r}) if {name!r} in reports else print('no results for study {name}')"),
-        ("md", f"**Reflection ({name}).** " + REFLECTIONS.get(name, "")),
-    )],
-    ("md", """\
+print("studies with results:", ", ".join(studies))""",
+    ),
+    *[
+        cell
+        for name in STUDY_ORDER
+        for cell in (
+            ("code", f"show_study({name!r}) if {name!r} in reports else print('no results for study {name}')"),
+            ("md", f"**Reflection ({name}).** " + REFLECTIONS.get(name, "")),
+        )
+    ],
+    (
+        "md",
+        """\
 ## 6. Compute spent per study
 
-Wall time of every cell on this 2-core CPU (cells shared between studies are counted in each)."""),
+Wall time of every cell on this 2-core CPU (cells shared between studies are counted in each).""",
+    ),
     ("code", "show(report.compute_table(list(reports.values())))"),
-    ("md", """\
+    (
+        "md",
+        """\
 ## 7. The best model
 
 The combination the studies support, trained on the full 45,000-image training split and tested once (see
-README for its config and command)."""),
-    ("code", """\
+README for its config and command).""",
+    ),
+    (
+        "code",
+        """\
 best = RESULTS / "cifar10" / "best"
 if (best / "test_metrics.json").is_file():
     show_fig(report.run_curves_figure(best / "metrics.csv", "best model"))
@@ -194,8 +236,11 @@ if (best / "test_metrics.json").is_file():
         show("Its cross-validation error (the studies' budget, 3 folds):")
         show(report.cv_markdown(report.read_json(best / "cv_summary.json")))
 else:
-    print("no best-model results in", best)"""),
-    ("md", """\
+    print("no best-model results in", best)""",
+    ),
+    (
+        "md",
+        """\
 ## 8. Conclusions
 
 - **What helped**: the learning rate above all (plain SGD at the default rate is far from its best at any short
@@ -208,33 +253,45 @@ else:
 - **How sure we are**: every comparison is paired over three folds, which detects effects of a few points but
   leaves several mean differences "inconclusive"; the baseline's own 5-fold error shows how small the fold-to-fold
   spread is at full data, and how much larger it is on the studies' small subsets.
-- **Cost**: the compute table above is the real price of each answer on two CPU cores."""),
+- **Cost**: the compute table above is the real price of each answer on two CPU cores.""",
+    ),
 ]
 
 
 CAPTION_CELLS: list[tuple[str, str]] = [
-    ("md", """\
+    (
+        "md",
+        """\
 # Flickr8k: image captioning with and without attention
 
 Three captioners on the official Flickr8k split (6,000 / 1,000 / 1,000 images, five captions each), all reading the
 same frozen ImageNet EfficientNet-Lite0 features (a 7x7 grid of 1280-d vectors at 224 px, cached once). Every
 number and figure below comes from stored results (`results/flickr8k/`, `benchmarks/results/`) or from a
-checkpoint; nothing trains here."""),
+checkpoint; nothing trains here.""",
+    ),
     ("code", SETUP),
-    ("md", """\
+    (
+        "md",
+        """\
 ## 1. Data
 
 Caption lengths, how much of each split the training vocabulary covers, and three test images with their five
-references."""),
-    ("code", """\
+references.""",
+    ),
+    (
+        "code",
+        """\
 data = Path(os.environ.get("LIT_MC_FLICKR8K", "data/flickr8k"))
 if (data / "Flickr8k_text").is_dir():
     table, fig = report.caption_data_overview(data)
     show(table)
     show_fig(fig)
 else:
-    print("Flickr8k not available here:", data)"""),
-    ("md", """\
+    print("Flickr8k not available here:", data)""",
+    ),
+    (
+        "md",
+        """\
 ## 2. The three architectures
 
 - **Show and Tell** (Vinyals et al. 2015), the baseline: the 49 grid vectors are averaged into one image vector
@@ -250,29 +307,41 @@ seen at least five times) stored in every checkpoint, greedy and batched beam-se
 
 **Overfitting one batch**: `tests/test_captioning.py::test_overfit_one_batch_memorises_its_captions` trains each
 model with `--trainer.overfit_batches=1` on 16 toy images and asserts that the cross-entropy falls below 0.05 and
-that greedy decoding gives back every training caption word for word; it runs in CI."""),
+that greedy decoding gives back every training caption word for word; it runs in CI.""",
+    ),
     ("md", "## 3. Training curves"),
     ("code", "show_fig(report.caption_curves_figure(RESULTS))"),
-    ("md", """\
+    (
+        "md",
+        """\
 ## 4. Test scores: greedy and beam search
 
 BLEU-1..4, METEOR, ROUGE-L and CIDEr (pycocoevalcap) on the 1,000 official test images, each generated caption
-against its five references; the published Show-Attend-Tell numbers (VGG encoder, beam search) for reference."""),
+against its five references; the published Show-Attend-Tell numbers (VGG encoder, beam search) for reference.""",
+    ),
     ("code", "show(report.caption_metric_table(RESULTS))"),
-    ("md", """\
+    (
+        "md",
+        """\
 **Reading the table.** Soft attention (Show, Attend and Tell) scores highest on every metric and decoding, which
 is the comparison the study is about: looking at the image at every word beats summarising it once. Beam search
 improves every model over greedy decoding; a beam of five is not better than three (it prefers shorter, safer
 captions). After five epochs the transformer is level with the no-attention baseline rather than ahead: it trains
 from scratch with no recurrence bias and was still improving when training stopped, so this says more about the
-budget than the architecture. All three were stopped before convergence (their validation CIDEr was still rising)."""),
-    ("md", """\
+budget than the architecture. All three were stopped before convergence (their validation CIDEr was still rising).""",
+    ),
+    (
+        "md",
+        """\
 ## 5. Where the models look
 
 Greedy captions of the test images that scored best and worst (per-image CIDEr), with the attention of every word
 drawn over the picture (`lit_mc.captioning.attention.attention_figure`, the same function the training callback
-uses). Show and Tell has no attention to draw."""),
-    ("code", """\
+uses). Show and Tell has no attention to draw.""",
+    ),
+    (
+        "code",
+        """\
 for model in ("show_attend_tell", "transformer", "show_and_tell"):
     folder = RESULTS / "flickr8k" / model
     if not (folder / "examples.json").is_file():
@@ -282,8 +351,11 @@ for model in ("show_attend_tell", "transformer", "show_and_tell"):
         show(f"### {model}: {kind}-scored test captions")
         show(report.caption_examples_markdown(model, kind, RESULTS))
         for png in sorted((folder / kind).glob("row=*.png"))[:2]:
-            display(Image(filename=str(png)))"""),
-    ("md", """\
+            display(Image(filename=str(png)))""",
+    ),
+    (
+        "md",
+        """\
 **Error analysis.** The worst-scored captions are fluent but describe the wrong activity or scene (a generic
 "man in a shirt", "playing basketball" for a karate pose): the model falls back on the most frequent subjects and
 verbs of the training captions when the image is unusual. Rare words become `<unk>` (words seen fewer than five
@@ -294,14 +366,18 @@ times are not in the vocabulary).
 On a synthetic set whose object boxes are known (two coloured shapes per image, captions such as "a red circle
 left of a blue square"), the share of attention mass inside the box of the object being named, while its colour
 and shape words are produced, against what uniform attention would score
-(`python benchmarks/toy_attention.py`)."""),
-    ("code", """\
+(`python benchmarks/toy_attention.py`).""",
+    ),
+    (
+        "code",
+        """\
 if (BENCH / "toy_attention.json").is_file():
     show(report.toy_attention_markdown(BENCH))
     for png in sorted(BENCH.glob("toy_attention_*_0.png")):
         display(Image(filename=str(png)))
 else:
-    print("no toy attention results in", BENCH)"""),
+    print("no toy attention results in", BENCH)""",
+    ),
 ]
 
 
