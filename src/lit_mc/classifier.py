@@ -17,7 +17,7 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import nn
 
-from lit_mc.errors import LitMcError
+from lit_mc.errors import DivergedError, LitMcError
 from lit_mc.io import atomic_save_figure, atomic_write_text, run_folder
 from lit_mc.plots import confusion_matrix_figure
 
@@ -112,7 +112,7 @@ class ImageClassifier(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, logits, labels = self._loss(batch)
         if not torch.isfinite(loss):
-            raise LitMcError(
+            raise DivergedError(
                 f"training loss became {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}",
                 "lower the learning rate (model.lr) or add BatchNorm; the last good checkpoint is kept",
             )

@@ -8,3 +8,7 @@ class LitMcError(Exception):
         self.cause = cause
         self.fix = fix
         super().__init__(f"{cause.rstrip('.')}. Fix: {fix}")
+
+
+class DivergedError(LitMcError):
+    """The training loss became NaN or infinite: a run stops, a study records the setting as diverged."""

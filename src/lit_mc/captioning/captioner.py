@@ -23,7 +23,7 @@ from torch import nn
 from lit_mc.captioning.decoding import Decoded, beam_search
 from lit_mc.captioning.metrics import coco_scores
 from lit_mc.captioning.vocab import Vocabulary
-from lit_mc.errors import LitMcError
+from lit_mc.errors import DivergedError, LitMcError
 from lit_mc.io import atomic_write_text, run_folder
 
 
@@ -122,7 +122,7 @@ class CaptionModule(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         ce, loss = self.teacher_forced_loss(batch["features"], batch["captions"])
         if not torch.isfinite(loss):
-            raise LitMcError(
+            raise DivergedError(
                 f"the training loss became {loss.item()} at step {self.global_step}",
                 "lower the learning rate or enable grad_clip; the last good checkpoint is kept",
             )

@@ -18,7 +18,7 @@ import torch
 import yaml
 from scipy import stats
 
-from lit_mc.errors import LitMcError
+from lit_mc.errors import DivergedError
 from lit_mc.studies.store import ResultsStore, config_key
 
 METRICS = ("val_acc", "val_f1", "val_loss", "train_acc", "train_loss")
@@ -124,9 +124,7 @@ class CrossValidation:
         diverged = None
         try:
             cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-        except LitMcError as e:  # a diverging setting is a result of the study, not a reason to abort it
-            if "loss became" not in e.cause:
-                raise
+        except DivergedError as e:  # a diverging setting is a result of the study, not a reason to abort it
             diverged = e.cause
         seconds = time.perf_counter() - start
         metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k in METRICS}
