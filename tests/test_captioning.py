@@ -11,6 +11,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
@@ -22,6 +23,7 @@ from lit_mc.captioning.metrics import coco_scores
 from lit_mc.captioning.toy import attention_in_box, box_coverage, write_toy_set
 from lit_mc.captioning.vocab import Vocabulary, clean_caption
 from lit_mc.cli import run_lightning_cli
+from lit_mc.errors import LitMcError
 
 CONFIGS = REPO / "configs" / "flickr8k"
 MODELS = ["show_and_tell", "show_attend_tell", "transformer"]
@@ -207,6 +209,48 @@ def test_overfit_one_batch_memorises_its_captions(model: str, toy_one_caption: P
     cli.model.eval()
     decoded = cli.model.captions(batch["features"], beam_size=1)
     assert decoded == [dm.vocab.decode(caption.tolist()) for caption in captions]
+
+
+class _EncoderSnapshot(L.Callback):
+    """The encoder's parameters when training starts, to see which ones training moved."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.before = {name: p.detach().clone() for name, p in pl_module.encoder.named_parameters()}
+
+
+FINE_TUNE = ["--data.encoder.backbone=tf_efficientnet_lite0", "--data.encoder.image_size=64",
+             "--model.encoder_blocks=1", "--trainer.limit_train_batches=2",
+             "--trainer.limit_val_batches=1"]  # fmt: skip
+
+
+def test_fine_tuned_encoder_trains_only_its_last_blocks_and_travels_in_the_checkpoint(
+    toy_root: Path, in_tmp: Path
+) -> None:
+    args = toy_args(toy_root, "show_attend_tell", *FINE_TUNE, "--data.cache_features=false")[1:]  # no subcommand
+    cli = run_lightning_cli(args, run=False)
+    snapshot = _EncoderSnapshot()
+    cli.trainer.callbacks.append(snapshot)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    encoder = cli.model.encoder
+    moved = {name for name, p in encoder.named_parameters() if not torch.equal(p, snapshot.before[name])}
+    last_stage = len(encoder.net.blocks) - 1
+    assert moved and all(n.startswith((f"net.blocks.{last_stage}.", "net.conv_head", "net.bn2")) for n in moved)
+    assert not encoder.net.conv_stem.weight.requires_grad
+
+    ckpt = next(Path(cli.trainer.log_dir).glob("checkpoints/best-*.ckpt"))
+    loaded = ShowAttendTell.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).eval()
+    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encoder(images), encoder.eval()(images))
+        with pytest.raises(LitMcError, match="fine-tuned its encoder"):
+            loaded.batch_features({"features": torch.zeros(2, 4, 1280)})
+
+
+def test_fine_tuning_the_encoder_refuses_cached_features(
+    toy_root: Path, capsys: pytest.CaptureFixture, in_tmp: Path
+) -> None:
+    line = error_line(capsys, toy_args(toy_root, "show_attend_tell", *FINE_TUNE, "--data.cache_dir=cache"))
+    assert "needs images" in line and "cache_features=false" in line
 
 
 def test_checkpoint_carries_vocabulary_and_tests_without_config(toy_root: Path, in_tmp: Path) -> None:

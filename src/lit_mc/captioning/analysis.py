@@ -70,7 +70,11 @@ def analyse_run(run: Path, data_dir: Path, out: Path, examples: int = 3, beam: i
         summary[kind] = []
         image_rows = torch.tensor([int(rows[i]["row"]) for i in indices])
         batch = dm.on_before_batch_transfer((image_rows, torch.zeros(len(indices), 1, 1, dtype=torch.long)), 0)
-        maps = write_attention_maps(module, dm, {"features": batch["features"], "rows": image_rows}, out / kind)
+        if module.encoder is None:
+            batch = dm.on_after_batch_transfer(batch, 0)
+        with torch.no_grad():
+            features = module.batch_features(batch)
+        maps = write_attention_maps(module, dm, {"features": features, "rows": image_rows}, out / kind)
         for i in indices:
             summary[kind].append({"image": dm.names[int(rows[i]["row"])], "caption": rows[i]["caption"],
                                   "references": refs[i], "cider": scores[i]})  # fmt: skip

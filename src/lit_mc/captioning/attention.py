@@ -88,7 +88,8 @@ class AttentionMaps(Callback):
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if batch_idx == 0:
-            self._batch = {"features": batch["features"][: self.num_images], "rows": batch["rows"][: self.num_images]}
+            features = pl_module.batch_features(batch)[: self.num_images].detach()
+            self._batch = {"features": features, "rows": batch["rows"][: self.num_images]}
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or self._batch is None or (trainer.current_epoch + 1) % self.every_n_epochs:

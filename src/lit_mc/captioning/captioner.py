@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lit_mc.captioning.decoding import Decoded, beam_search
+from lit_mc.captioning.encoder import EncoderSpec, GridEncoder
 from lit_mc.captioning.metrics import coco_scores
 from lit_mc.captioning.vocab import Vocabulary
 from lit_mc.errors import DivergedError, LitMcError
@@ -39,6 +41,10 @@ class CaptionModule(L.LightningModule):
         test_beam_sizes: every beam size scored at test time (1 = greedy), e.g. ``[1, 3, 5]``.
         length_penalty: beam scores are divided by ``length ** length_penalty``.
         val_meteor: compute METEOR at validation too (a Java process per epoch).
+        encoder_blocks: fine-tune the encoder's last ``encoder_blocks`` stages (0: frozen encoder, whose features
+            the DataModule may cache). Needs ``data.cache_features=false``; the encoder then lives in this module
+            and in its checkpoints.
+        encoder_lr: Adam learning rate of the fine-tuned encoder layers.
     """
 
     def __init__(
@@ -51,12 +57,15 @@ class CaptionModule(L.LightningModule):
         test_beam_sizes: list[int] | None = None,
         length_penalty: float = 0.0,
         val_meteor: bool = False,
+        encoder_blocks: int = 0,
+        encoder_lr: float = 1e-4,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.vocab: Vocabulary | None = None
         self.feature_dim: int | None = None
         self.decoder: nn.Module | None = None
+        self.encoder: GridEncoder | None = None  # only when fine-tuning it
         self._outputs: dict[str, list] = {}
 
     # -- subclasses ---------------------------------------------------------------------------------------
@@ -79,6 +88,13 @@ class CaptionModule(L.LightningModule):
         if datamodule is None or getattr(datamodule, "vocab", None) is None:
             raise LitMcError("the captioner has no vocabulary", "train with a Flickr8kDataModule or load a checkpoint")
         self._build(datamodule.vocab, datamodule.feature_dim)
+        if self.hparams.encoder_blocks and self.encoder is None:
+            if getattr(datamodule, "cache", None) is not None:
+                raise LitMcError(
+                    "fine-tuning the encoder (encoder_blocks > 0) needs images, but the data gives cached features",
+                    "set data.init_args.cache_features=false",
+                )
+            self.encoder = GridEncoder(datamodule.encoder_spec, self.hparams.encoder_blocks)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["lit_mc"] = {
@@ -86,6 +102,9 @@ class CaptionModule(L.LightningModule):
             "vocab": self.vocab.state_dict(),
             "feature_dim": self.feature_dim,
         }
+        if self.encoder is not None:
+            encoder = {"spec": asdict(self.encoder.spec), "blocks": self.encoder.trainable_blocks}
+            checkpoint["lit_mc"]["encoder"] = encoder
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get("lit_mc") or {}
@@ -97,6 +116,9 @@ class CaptionModule(L.LightningModule):
                 f"use --model {meta.get('model_class')} or a {type(self).__name__} checkpoint",
             )
         vocab = Vocabulary.from_state_dict(meta["vocab"])
+        if "encoder" in meta and self.encoder is None:  # its weights come with the state dict
+            spec = EncoderSpec(**{**meta["encoder"]["spec"], "weights": None})
+            self.encoder = GridEncoder(spec, meta["encoder"]["blocks"])
         if self.decoder is None:
             self._build(vocab, meta["feature_dim"])
             return
@@ -119,8 +141,19 @@ class CaptionModule(L.LightningModule):
         extra = self.extra_loss(attention, targets != self.vocab.pad)
         return ce, ce if extra is None else ce + extra
 
+    def batch_features(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The batch's grid features: as the DataModule gave them, or from this module's fine-tuned encoder."""
+        if self.encoder is None:
+            return batch["features"]
+        if "images" not in batch:
+            raise LitMcError(
+                "this captioner fine-tuned its encoder, so features cached from the original encoder do not fit it",
+                "set data.init_args.cache_features=false",
+            )
+        return self.encoder(batch["images"])
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        ce, loss = self.teacher_forced_loss(batch["features"], batch["captions"])
+        ce, loss = self.teacher_forced_loss(self.batch_features(batch), batch["captions"])
         if not torch.isfinite(loss):
             raise DivergedError(
                 f"the training loss became {loss.item()} at step {self.global_step}",
@@ -132,10 +165,13 @@ class CaptionModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in self.decoder.parameters() if p.requires_grad]}]
+        if self.encoder is not None:
+            encoder_params = [p for p in self.encoder.parameters() if p.requires_grad]
+            groups.append({"params": encoder_params, "lr": self.hparams.encoder_lr})
         if self.hparams.weight_decay:
-            return torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        return torch.optim.Adam(params, lr=self.hparams.lr)
+            return torch.optim.AdamW(groups, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        return torch.optim.Adam(groups, lr=self.hparams.lr)
 
     def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: Any = None, **kwargs: Any) -> None:
         if self.hparams.grad_clip:
@@ -154,7 +190,7 @@ class CaptionModule(L.LightningModule):
 
     # -- evaluation ---------------------------------------------------------------------------------------
     def _eval_step(self, batch: dict[str, Any], prefix: str, beam_sizes: list[int]) -> None:
-        features, refs = batch["features"], batch["captions"]
+        features, refs = self.batch_features(batch), batch["captions"]
         b, r, t = refs.shape
         ce, _ = self.teacher_forced_loss(features.repeat_interleave(r, dim=0), refs.reshape(b * r, t))
         self.log(f"{prefix}_loss", ce, prog_bar=True, batch_size=b)  # cross-entropy: comparable across models
@@ -207,7 +243,7 @@ class CaptionModule(L.LightningModule):
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[tuple[int, str]]:
         k = (self.hparams.test_beam_sizes or [1])[-1]
-        return list(zip(batch["rows"].tolist(), self.captions(batch["features"], k), strict=True))
+        return list(zip(batch["rows"].tolist(), self.captions(self.batch_features(batch), k), strict=True))
 
 
 def sinusoid_positions(length: int, dim: int) -> torch.Tensor:

@@ -160,8 +160,10 @@ class Flickr8kDataModule(L.LightningDataModule):
         return out
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
-        """Without a cache, the frozen encoder runs here, on the batch's device: the cost the cache removes."""
-        if "images" in batch:
+        """Without a cache, the frozen encoder runs here, on the batch's device: the cost the cache removes.
+        A captioner that fine-tunes its own encoder gets the images instead."""
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        if "images" in batch and getattr(module, "encoder", None) is None:
             self.encoder.to(batch["images"].device)
             batch["features"] = self.encoder(batch.pop("images"))
         return batch

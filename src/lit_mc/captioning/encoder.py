@@ -51,11 +51,18 @@ class EncoderSpec:
 
 
 class GridEncoder(nn.Module):
-    """``(B, 3, S, S)`` uint8 images -> ``(B, cells, channels)`` float features, always in eval mode (frozen)."""
+    """``(B, 3, S, S)`` uint8 images -> ``(B, cells, channels)`` float features, always in eval mode.
 
-    def __init__(self, spec: EncoderSpec) -> None:
+    Frozen by default. ``trainable_blocks = N`` fine-tunes the last ``N`` stages of a timm model's ``blocks``
+    and its head convolution (BatchNorm statistics stay frozen: caption batches are small and correlated); the
+    earlier layers stay frozen, so autograd records nothing for them. The normalisation is a buffer of the
+    state dict, so a fine-tuned encoder in a checkpoint rebuilds without its weights package.
+    """
+
+    def __init__(self, spec: EncoderSpec, trainable_blocks: int = 0) -> None:
         super().__init__()
         self.spec = spec
+        self.trainable_blocks = trainable_blocks
         if spec.backbone == "patches":
             self.net = None
             mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
@@ -69,22 +76,36 @@ class GridEncoder(nn.Module):
                 self.net.pretrained_cfg["std"],
             )
             self.net.requires_grad_(False)
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        if trainable_blocks:
+            for module in self._last_blocks(trainable_blocks):
+                module.requires_grad_(True)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=bool(trainable_blocks))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=bool(trainable_blocks))
         self.eval()
+
+    def _last_blocks(self, n: int) -> list[nn.Module]:
+        blocks = getattr(self.net, "blocks", None)
+        if not isinstance(blocks, nn.Sequential) or not 0 < n <= len(blocks):
+            stages = len(blocks) if isinstance(blocks, nn.Sequential) else 0
+            raise LitMcError(
+                f"cannot fine-tune the last {n} blocks of encoder {self.spec.backbone!r} ({stages} stages in .blocks)",
+                "use a timm EfficientNet/MobileNet-style backbone and 1 <= encoder_blocks <= its stage count",
+            )
+        head = [getattr(self.net, name) for name in ("conv_head", "bn2") if hasattr(self.net, name)]
+        return [*blocks[-n:], *head]
 
     def train(self, mode: bool = True) -> GridEncoder:
         return super().train(False)
 
-    @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = (images.float() / 255 - self.mean) / self.std
-        if self.net is None:
-            p = self.spec.patch_size
-            patches = F.unfold(x, kernel_size=p, stride=p)  # (B, 3*p*p, cells)
-            return patches.transpose(1, 2).contiguous()
-        grid = self.net.forward_features(x.contiguous(memory_format=torch.channels_last))
-        return grid.flatten(2).transpose(1, 2).contiguous()
+        with torch.set_grad_enabled(bool(self.trainable_blocks) and torch.is_grad_enabled()):
+            x = (images.float() / 255 - self.mean) / self.std
+            if self.net is None:
+                p = self.spec.patch_size
+                patches = F.unfold(x, kernel_size=p, stride=p)  # (B, 3*p*p, cells)
+                return patches.transpose(1, 2).contiguous()
+            grid = self.net.forward_features(x.contiguous(memory_format=torch.channels_last))
+            return grid.flatten(2).transpose(1, 2).contiguous()
 
 
 def load_image(path: Path, size: int) -> torch.Tensor:
