@@ -38,6 +38,20 @@ def test_translate_moves_each_image_by_its_own_shift() -> None:
     assert shifted > 40  # 80 of 81 shifts move the image
 
 
+def test_fused_crop_and_flip_equal_a_crop_then_a_flip_with_the_same_draws() -> None:
+    """The one-gather crop+flip is the per-image slice-and-flip of the same (dy, dx, flip) draws, on uint8 too."""
+    for x in (_batch(32), (_batch(32) * 255).to(torch.uint8)):
+        out = random_translate(x, 3, torch.Generator().manual_seed(5), hflip=True)
+        gen = torch.Generator().manual_seed(5)
+        dy, dx = (torch.randint(0, 7, (32,), generator=gen) for _ in range(2))
+        flip = torch.rand(32, generator=gen) < 0.5
+        padded = torch.nn.functional.pad(x, (3, 3, 3, 3))
+        for i in range(32):
+            crop = padded[i, :, dy[i] : dy[i] + 32, dx[i] : dx[i] + 32]
+            assert torch.equal(out[i], crop.flip(2) if flip[i] else crop)
+        assert 5 < int(flip.sum()) < 27
+
+
 def test_flips_mirror_about_half_the_batch() -> None:
     x = _batch(200)
     out = random_flip(x, 3, torch.Generator().manual_seed(2))
