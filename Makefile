@@ -38,8 +38,9 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks notebooks
 	$(BIN)/ruff format --check src tests benchmarks notebooks
 
+# Every speed benchmark (about 30 min on 2 cores), then one table: benchmarks/RESULTS.md.
 bench: data
-	$(BIN)/python benchmarks/epoch_speed.py --compile
+	$(BIN)/python benchmarks/suite.py
 
 # Re-run the report notebooks on the stored results (outputs saved in the .ipynb files; no training).
 notebooks: install
