@@ -188,6 +188,47 @@ def caption_metric_table(root: Path | None = None) -> str:
     return markdown_table(header, rows)
 
 
+def _stop_reason(config: dict[str, Any], epochs: int) -> str:
+    """Why a run with this saved config ended after ``epochs`` epochs."""
+    trainer = config.get("trainer") or {}
+    max_epochs = trainer.get("max_epochs")
+    if max_epochs is not None and epochs >= max_epochs:
+        return f"the epoch limit ({max_epochs})"
+    for callback in trainer.get("callbacks") or []:
+        if str(callback.get("class_path", "")).endswith("EarlyStopping"):
+            args = callback.get("init_args") or {}
+            return f"early stopping ({args.get('monitor')} not better for {args.get('patience')} epochs)"
+    return "stopped before its epoch limit"
+
+
+def caption_training_summary(root: Path | None = None) -> str:
+    """How long each captioner trained and why it stopped, and which model leads each test metric (beam 3)."""
+    import yaml
+
+    from lit_mc.studies.cv import read_metrics_csv
+
+    root = (root or results_root()) / "flickr8k"
+    rows, leaders = [], {}
+    for model in CAPTIONERS:
+        folder = root / model
+        if not (folder / "metrics.csv").is_file():
+            continue
+        rows_csv = read_metrics_csv(folder / "metrics.csv")
+        curve = [(int(r["epoch"]) + 1, r["val_cider"]) for r in rows_csv if "val_cider" in r]
+        config = yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else {}
+        best_epoch, best = max(curve, key=lambda point: point[1])
+        rows.append(
+            [model, str(curve[-1][0]), f"{100 * best:.1f} (epoch {best_epoch})", _stop_reason(config, curve[-1][0])]
+        )
+        tested = read_json(folder / "test_metrics.json") if (folder / "test_metrics.json").is_file() else {}
+        for metric, value in tested.get("beam3", {}).items():
+            if value > leaders.get(metric, ("", -1.0))[1]:
+                leaders[metric] = (model, value)
+    table = markdown_table(["model", "epochs trained", "best validation CIDEr", "stopped by"], rows)
+    lead = ", ".join(f"{m}: {leaders[m][0]} ({100 * leaders[m][1]:.1f})" for m in CAPTION_METRICS if m in leaders)
+    return table + (f"\n\nHighest test score per metric with beam 3: {lead}." if lead else "")
+
+
 def caption_curves_figure(root: Path | None = None) -> Figure:
     """Training loss (per epoch) and validation loss / CIDEr of each trained captioner."""
     from lit_mc.studies.cv import read_metrics_csv
