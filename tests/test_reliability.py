@@ -110,3 +110,17 @@ def test_no_secret_lands_in_run_files(cifar_root: Path, tmp_path: Path) -> None:
     written = [p for p in (tmp_path / "lightning_logs").rglob("*") if p.is_file()]
     assert written and not [p for p in written if secret.encode() in p.read_bytes()]
     assert secret not in proc.stdout + proc.stderr
+
+
+def test_resume_finds_a_run_saved_before_an_option_existed() -> None:
+    """``--ckpt_path last`` matches a run whose config lacks a newer option, if the option keeps its default."""
+    from lit_mc.cli import same_settings
+
+    saved = {"class_path": "lit_mc.captioning.ShowAttendTell", "init_args": {"lr": 0.0004, "encoder": {"size": 224}}}
+    now = {"class_path": "lit_mc.captioning.ShowAttendTell",
+           "init_args": {"lr": 0.0004, "encoder": {"size": 224}, "encoder_blocks": 0}}  # fmt: skip
+    assert same_settings(saved, now)
+    assert not same_settings(saved, {**now, "init_args": {**now["init_args"], "encoder_blocks": 2}})
+    assert not same_settings(saved, {**now, "init_args": {**now["init_args"], "lr": 0.001}})
+    assert not same_settings(saved, {**now, "class_path": "lit_mc.captioning.ShowAndTell"})
+    assert not same_settings({**saved, "init_args": {**saved["init_args"], "gone": 1}}, now)

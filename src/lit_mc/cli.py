@@ -151,7 +151,7 @@ def resume_last_run(config: Namespace) -> list[dict[str, float]]:
     for ckpt in candidates:
         saved_config = ckpt.parent.parent / "config.yaml"
         saved = yaml.safe_load(saved_config.read_text()) if saved_config.is_file() else {}
-        if {k: saved.get(k) for k in wanted} == wanted:
+        if all(same_settings(saved.get(k), v) for k, v in wanted.items()):
             config.ckpt_path = str(ckpt)
             init["version"] = ckpt.parent.parent.name
             print(f"lit-mc: resuming {ckpt}")
@@ -160,6 +160,45 @@ def resume_last_run(config: Namespace) -> list[dict[str, float]]:
         f"no run of this model and data with a last.ckpt under {root}",
         "start without --ckpt_path, or pass the checkpoint's path",
     )
+
+
+def same_settings(saved: object, wanted: object, defaults: dict[str, object] | None = None) -> bool:
+    """Whether a run's saved config section has the settings of ``wanted``. An option that a run's config lacks
+    (the run predates it) matches when ``wanted`` gives it its default value, so upgrading lit-mc does not orphan
+    earlier runs."""
+    if not (isinstance(saved, dict) and isinstance(wanted, dict)):
+        return saved == wanted
+    if "class_path" in wanted:
+        if saved.get("class_path") != wanted["class_path"]:
+            return False
+        args = _init_defaults(wanted["class_path"])
+        return same_settings(saved.get("init_args") or {}, wanted.get("init_args") or {}, args)
+    defaults = defaults or {}
+    return set(saved) <= set(wanted) and all(
+        same_settings(saved[k], v) if k in saved else (k in defaults and defaults[k] == v) for k, v in wanted.items()
+    )
+
+
+def _init_defaults(class_path: object) -> dict[str, object]:
+    """The keyword defaults of ``class_path``'s ``__init__`` and its bases' (empty if it cannot be imported)."""
+    import importlib
+    import inspect
+
+    if not isinstance(class_path, str) or "." not in class_path:
+        return {}
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return {}
+    defaults: dict[str, object] = {}
+    for klass in reversed(cls.__mro__):
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            for p in inspect.signature(init).parameters.values():
+                if p.default is not inspect.Parameter.empty:
+                    defaults[p.name] = p.default
+    return defaults
 
 
 def _checkpoint_epoch(path: Path) -> int:
