@@ -116,7 +116,7 @@ class ImageClassifier(L.LightningModule):
                 f"training loss became {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}",
                 "lower the learning rate (model.lr) or add BatchNorm; the last good checkpoint is kept",
             )
-        self.train_acc(logits, labels)
+        self.train_acc.update(logits, labels)  # no per-batch value: only the epoch one is logged
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels))
         self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
