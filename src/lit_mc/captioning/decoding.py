@@ -4,6 +4,8 @@ A decoder only has to offer ``start(features) -> state`` and ``step(state, token
 attention)``, where ``state`` is a dict of tensors whose first dimension is the batch. Beam search then keeps
 ``B * k`` hypotheses as one batch, and after each step picks, per image, the ``k`` best continuations among its
 ``k * V`` candidates with one ``topk``, reordering the state by ``index_select``. Greedy decoding is ``k = 1``.
+State entries that a decoder names in ``static_state`` (the image features, which the ``k`` beams of one image
+share) are never reordered: copying them at every step was most of the cost of beam search.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ class Decoded:
     attention: torch.Tensor | None
 
 
-def _reorder(state: State, index: torch.Tensor) -> State:
-    return {key: value.index_select(0, index) for key, value in state.items()}
+def _reorder(state: State, index: torch.Tensor, static: tuple[str, ...]) -> State:
+    """Follow each surviving hypothesis to its source; entries in ``static`` are the same for all beams of an
+    image, and a hypothesis never changes image, so they stay as they are."""
+    return {key: value if key in static else value.index_select(0, index) for key, value in state.items()}
 
 
 @torch.no_grad()
@@ -55,6 +59,7 @@ def beam_search(
     """
     batch, k = features.shape[0], beam_size
     state = decoder.start(features.repeat_interleave(k, dim=0))
+    static = tuple(getattr(decoder, "static_state", ()))
     device = features.device
     tokens = torch.full((batch * k, 1), start, dtype=torch.long, device=device)
     scores = torch.zeros(batch, k, device=device)
@@ -73,7 +78,7 @@ def beam_search(
         scores, flat = candidates.topk(k, dim=1)
         source = (offsets + flat // vocab).view(-1)
         new_tokens = (flat % vocab).view(-1)
-        state = _reorder(state, source)
+        state = _reorder(state, source, static)
         finished = finished.index_select(0, source)
         lengths = lengths.index_select(0, source) + (~finished).float()
         tokens = torch.cat([tokens.index_select(0, source), new_tokens.unsqueeze(1)], dim=1)

@@ -18,6 +18,8 @@ from lit_mc.captioning.decoding import State
 class AttentionLSTMDecoder(nn.Module):
     """LSTM decoder with soft attention over ``(B, cells, feature_dim)`` grid features."""
 
+    static_state = ("features", "keys")  # per image: beam search never reorders them
+
     def __init__(
         self, vocab_size: int, feature_dim: int, embed_dim: int, hidden_dim: int, attention_dim: int, dropout: float
     ) -> None:

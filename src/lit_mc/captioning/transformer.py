@@ -39,6 +39,8 @@ class DecoderLayer(nn.Module):
 class TransformerDecoder(nn.Module):
     """Token + position embeddings -> ``layers`` decoder layers over projected grid features -> logits."""
 
+    static_state = ("memory",)  # per image: beam search never reorders it
+
     def __init__(
         self, vocab_size: int, feature_dim: int, d_model: int, heads: int, layers: int, ff_dim: int, dropout: float,
         max_positions: int = 64,
