@@ -68,6 +68,7 @@ def analyse_run(run: Path, data_dir: Path, out: Path, examples: int = 3, beam: i
     summary: dict[str, Any] = {"checkpoint": ckpt.name, "beam": beam, "mean_cider": sum(scores) / len(scores)}
     for kind, indices in picked.items():
         summary[kind] = []
+        shutil.rmtree(out / kind, ignore_errors=True)  # figures of an earlier analysis would be mistaken for these
         image_rows = torch.tensor([int(rows[i]["row"]) for i in indices])
         batch = dm.on_before_batch_transfer((image_rows, torch.zeros(len(indices), 1, 1, dtype=torch.long)), 0)
         if module.encoder is None:
