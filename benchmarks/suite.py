@@ -124,9 +124,11 @@ def report(minutes_goal: float = 3.0) -> str:
     if (record := _load("epoch_speed.json")) is not None:
         rows += epoch_rows(record)
         sources.append(f"epoch_speed.json ({record['date']}, {record['threads']} threads)")
-    if (record := _load("time_to_accuracy_baseline.json")) is not None:
+    runs = sorted(RESULTS.glob("time_to_accuracy_*.json"), key=lambda p: (p.stem != "time_to_accuracy_baseline", p))
+    for path in runs:  # the baseline config first (the goal is about it), then any other config timed
+        record = json.loads(path.read_text())
         rows += accuracy_rows(record, minutes_goal * 60)
-        sources.append(f"time_to_accuracy_baseline.json ({record['date']})")
+        sources.append(f"{path.name} ({record['date']}, {record['threads']} thread(s))")
     rows.append(("4b. Time to 90% test accuracy, fastest shipped config", "no fast config shipped yet", "-", "-",
                  "<= 30 min", "no"))  # fmt: skip
     if (record := _load("captioning_speed.json")) is not None:
