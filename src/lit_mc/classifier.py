@@ -71,7 +71,6 @@ class ImageClassifier(L.LightningModule):
         self.register_buffer("norm_std", torch.ones(1, 3, 1, 1))
         metric = dict(task="multiclass", num_classes=num_classes)
         self.train_acc = torchmetrics.Accuracy(**metric)
-        self.train_loss = torchmetrics.MeanMetric()
         self.val_acc = torchmetrics.Accuracy(**metric)
         self.val_f1 = torchmetrics.F1Score(average="macro", **metric)
         self.test_acc = torchmetrics.Accuracy(**metric)
@@ -117,19 +116,10 @@ class ImageClassifier(L.LightningModule):
                 f"training loss became {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}",
                 "lower the learning rate (model.lr) or add BatchNorm; the last good checkpoint is kept",
             )
-        # Only epoch values are logged, so the batch only updates the metrics: a `self.log` per batch cost ~7%
-        # of a baseline epoch on this CPU (benchmarks/epoch_speed.py, "hand-written loop" row).
-        self.train_loss.update(loss.detach(), weight=len(labels))
-        self.train_acc.update(logits, labels)
+        self.train_acc(logits, labels)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
-
-    def on_train_epoch_end(self) -> None:
-        if not self.train_loss.update_count:
-            return  # resuming from an end-of-epoch checkpoint replays this hook for a finished epoch
-        self.log("train_loss", self.train_loss.compute(), prog_bar=True)
-        self.log("train_acc", self.train_acc.compute(), prog_bar=True)
-        self.train_loss.reset()
-        self.train_acc.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, logits, labels = self._loss(batch)
