@@ -42,8 +42,8 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f}, n={len(values)})"
 
 
-def _met(ok: bool | None) -> str:
-    return "n/a" if ok is None else "yes" if ok else "no"
+def _met(ok: bool) -> str:
+    return "yes" if ok else "no"
 
 
 def epoch_rows(record: dict) -> list[Row]:
