@@ -7,6 +7,9 @@ the config's last epoch.
 
     python benchmarks/time_to_accuracy.py --config configs/cifar10/baseline.yaml --target 0.65 --minutes 10
 
+Arguments after ``--`` go to the config as ``lit-mc fit`` overrides (recorded in the JSON), e.g.
+``-- --trainer.max_epochs=4``.
+
 Prints the time to the target and the test accuracy reached within each budget (1, 3, 10, 30 min), and writes
 ``benchmarks/results/time_to_accuracy_<config>.json``.
 """
@@ -74,6 +77,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="stop after this much training time")
     parser.add_argument("--data", default=os.environ.get("LIT_MC_DATA", str(REPO / "data")))
     parser.add_argument("--out", default=None)
+    parser.add_argument("overrides", nargs="*", help="lit-mc fit arguments after --, e.g. --trainer.max_epochs=4")
     opts = parser.parse_args()
     clock = TestAccuracyClock(opts.minutes * 60)
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,7 +86,7 @@ def main() -> None:
         try:
             argv = ["--config", str(Path(cwd, opts.config)), f"--data.data_dir={Path(cwd, opts.data)}",
                     "--test_after_fit=false", "--trainer.enable_progress_bar=false",
-                    "--trainer.enable_model_summary=false"]  # fmt: skip
+                    "--trainer.enable_model_summary=false", *opts.overrides]  # fmt: skip
             cli = run_lightning_cli(argv, run=False)
             cli.trainer.callbacks.append(clock)
             cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -101,6 +105,7 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "config": opts.config,
+        "overrides": opts.overrides,
         "target": opts.target,
         "seconds_to_target": reached["seconds"] if reached else None,
         "best_test_acc": max(p["test_acc"] for p in clock.points),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from functools import partial
 from typing import Any, Literal
 
 import lightning as L
@@ -22,6 +23,14 @@ from lit_mc.io import atomic_save_figure, atomic_write_text, run_folder
 from lit_mc.plots import confusion_matrix_figure
 
 CHECKPOINT_KEY = "lit_mc"
+
+
+def _triangle(step: int, steps: int, warmup: float = 0.23, start: float = 0.2, end: float = 0.07) -> float:
+    """airbench94's learning-rate factor: ``start`` -> 1 over the first ``warmup`` of the steps, then 1 -> ``end``."""
+    peak = max(int(warmup * steps), 1)
+    if step < peak:
+        return start + (1 - start) * step / peak
+    return 1 + (end - 1) * min(step - peak, steps - peak) / max(steps - peak, 1)
 
 
 def _qualname(obj: object) -> str:
@@ -39,8 +48,13 @@ class ImageClassifier(L.LightningModule):
         momentum: SGD momentum (0 = plain SGD, the baseline).
         nesterov: Nesterov momentum for SGD.
         weight_decay: L2 penalty (decoupled for ``adamw``).
-        scheduler: ``none`` (constant), ``cosine`` (per step, to zero) or ``onecycle``.
+        scheduler: ``none`` (constant), ``cosine`` (per step, to zero), ``onecycle``, or ``triangle`` (airbench94:
+            linear from 0.2 lr to lr over the first 23% of steps, then linear down to 0.07 lr).
+        bias_lr_scale: BatchNorm biases train at ``lr * bias_lr_scale`` and ``weight_decay / bias_lr_scale``, so
+            that their decay per step is that of the other weights (airbench94 uses 64).
         label_smoothing: cross-entropy label smoothing.
+        tta: test-time augmentation at validation, test and predict: 0 = none, 1 = average with the mirrored
+            image, 2 = also with the image moved one pixel up-left and down-right (6 forward passes).
         channels_last: run the network in channels-last memory format (faster convolutions on this CPU).
         class_names: names of the classes, in label order (filled from the DataModule when left empty).
     """
@@ -53,8 +67,10 @@ class ImageClassifier(L.LightningModule):
         momentum: float = 0.0,
         nesterov: bool = False,
         weight_decay: float = 0.0,
-        scheduler: Literal["none", "cosine", "onecycle"] = "none",
+        scheduler: Literal["none", "cosine", "onecycle", "triangle"] = "none",
+        bias_lr_scale: float = 1.0,
         label_smoothing: float = 0.0,
+        tta: Literal[0, 1, 2] = 0,
         channels_last: bool = True,
         class_names: list[str] | None = None,
     ) -> None:
@@ -92,6 +108,9 @@ class ImageClassifier(L.LightningModule):
         names = getattr(datamodule, "class_names", None)
         if names and not self.hparams.get("class_names"):
             self.class_names = list(names)
+        if hasattr(self.model, "init_from_data") and hasattr(datamodule, "sample_train_images"):
+            images = datamodule.sample_train_images(5000).float().div_(255.0)  # a resumed fit then loads its weights
+            self.model.init_from_data((images - self.norm_mean) / self.norm_std)
 
     def set_normalization(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         self.norm_mean.copy_(torch.tensor(mean).view(1, -1, 1, 1))
@@ -99,9 +118,21 @@ class ImageClassifier(L.LightningModule):
 
     # ---------------------------------------------------------------------------------------------- compute
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits for float images in [0, 1] of shape (N, C, H, W)."""
+        """Logits for float images in [0, 1] of shape (N, C, H, W); averaged over ``tta`` views in eval mode."""
         x = ((images - self.norm_mean) / self.norm_std).contiguous(memory_format=self.memory_format)
-        return self.model(x)
+        if self.training or not self.hparams.tta:
+            return self.model(x)
+        logits = self._mirrored_logits(x)
+        if self.hparams.tta == 1:
+            return logits
+        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        h, w = x.shape[-2:]
+        shifted = (padded[:, :, :h, :w], padded[:, :, 2:, 2:])  # moved one pixel down-right and up-left
+        views = (v.contiguous(memory_format=self.memory_format) for v in shifted)
+        return 0.5 * logits + 0.25 * sum(self._mirrored_logits(v) for v in views)
+
+    def _mirrored_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (self.model(x) + self.model(x.flip(-1)))
 
     def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         images, labels = batch
@@ -172,23 +203,40 @@ class ImageClassifier(L.LightningModule):
     # ------------------------------------------------------------------------------------------- optimising
     def configure_optimizers(self) -> Any:
         hp = self.hparams
-        params = [p for p in self.parameters() if p.requires_grad]
+        groups = self._param_groups()
         if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(
-                params, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov, weight_decay=hp.weight_decay
-            )
+            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov)
         elif hp.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+            opt = torch.optim.Adam(groups, lr=hp.lr)
         else:
-            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+            opt = torch.optim.AdamW(groups, lr=hp.lr)
         if hp.scheduler == "none":
             return opt
-        steps = int(self.trainer.estimated_stepping_batches)
+        steps = max(int(self.trainer.estimated_stepping_batches), 1)
         if hp.scheduler == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        elif hp.scheduler == "triangle":
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(_triangle, steps=steps))
         else:
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=max(steps, 1))
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """Trainable parameters; BatchNorm biases in a group of their own when ``bias_lr_scale`` is not 1."""
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        if hp.bias_lr_scale == 1:
+            return [{"params": params, "lr": hp.lr, "weight_decay": hp.weight_decay}]
+        norm_biases = {
+            id(m.bias) for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None
+        }
+        biases = [p for p in params if id(p) in norm_biases]
+        others = [p for p in params if id(p) not in norm_biases]
+        scale = hp.bias_lr_scale
+        return [
+            {"params": others, "lr": hp.lr, "weight_decay": hp.weight_decay},
+            {"params": biases, "lr": hp.lr * scale, "weight_decay": hp.weight_decay / scale},
+        ]
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

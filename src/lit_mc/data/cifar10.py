@@ -266,6 +266,11 @@ class CIFAR10DataModule(L.LightningDataModule):
         mean, std = channel_stats(self.arrays.train_images[self.train_idx])
         self.normalization = (tuple(mean.tolist()), tuple(std.tolist()))
 
+    def sample_train_images(self, n: int) -> torch.Tensor:
+        """The first ``n`` images of the training split (uint8), for data-dependent initialisation."""
+        assert self.arrays is not None, "call setup() first"
+        return self.arrays.train_images[torch.from_numpy(self.train_idx[:n])]
+
     @property
     def _overfitting(self) -> bool:
         trainer = self.trainer
