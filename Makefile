@@ -38,7 +38,7 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks notebooks
 	$(BIN)/ruff format --check src tests benchmarks notebooks
 
-# Every speed benchmark (about 30 min on 2 cores), then one table: benchmarks/RESULTS.md.
+# Every speed benchmark (about 45 min on 2 cores), then one table: benchmarks/RESULTS.md.
 bench: data
 	$(BIN)/python benchmarks/suite.py
 

@@ -80,6 +80,15 @@ def test_contrast_and_brightness_stay_in_range_and_are_seeded() -> None:
     assert a.min() >= 0 and a.max() <= 1 and a.shape == x.shape
 
 
+def test_uint8_batches_get_the_same_augmentation_as_float_ones() -> None:
+    """Crops and flips run on uint8 before the float conversion; the result equals augmenting the float batch."""
+    aug = Augmentation(crop_padding=3, hflip=True, vflip=True, contrast=0.4, cutout_size=5)
+    raw = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    from_uint8 = augment_batch(raw, aug, torch.Generator().manual_seed(7))
+    from_float = augment_batch(raw.float() / 255.0, aug, torch.Generator().manual_seed(7))
+    assert from_uint8.dtype == torch.float32 and torch.allclose(from_uint8, from_float, atol=1e-6)
+
+
 class _Recorder(L.LightningModule):
     """Keeps every batch it sees, to check what the DataModule hands over in each stage."""
 

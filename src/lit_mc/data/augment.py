@@ -85,13 +85,18 @@ def cutout(x: torch.Tensor, size: int, fill: float, gen: torch.Generator | None 
 
 
 def augment_batch(x: torch.Tensor, aug: Augmentation, gen: torch.Generator | None = None) -> torch.Tensor:
-    """Apply the enabled augmentations to a float batch in [0, 1]; returns a new tensor, still in [0, 1]."""
+    """Apply the enabled augmentations to a batch: uint8 in [0, 255] or float in [0, 1]; returns float in [0, 1].
+
+    Crops and flips only move pixels, so on a uint8 batch they run before the conversion to float and move a
+    quarter of the bytes; the random draws are the same either way."""
     if aug.crop_padding:
         x = random_translate(x, aug.crop_padding, gen, hflip=aug.hflip)
     elif aug.hflip:
         x = random_flip(x, 3, gen)
     if aug.vflip:
         x = random_flip(x, 2, gen)
+    if x.dtype == torch.uint8:
+        x = x.float().div_(255.0)
     n = x.shape[0]
     if aug.contrast:
         factor = _uniform(n, 1 - aug.contrast, 1 + aug.contrast, x, gen)[:, None, None, None]

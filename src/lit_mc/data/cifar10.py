@@ -308,8 +308,12 @@ class CIFAR10DataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int):
         images, labels = batch
-        x = images.float().div_(255.0)
         trainer = self.trainer
-        if trainer is not None and trainer.training and self.augment.active and not self._overfitting:
-            x = augment_batch(x, self.augment, self._generator(x.device, trainer.current_epoch))
-        return x, labels
+        augmenting = trainer is not None and trainer.training and not self._overfitting
+        return self.prepare_images(images, trainer.current_epoch if augmenting else None), labels
+
+    def prepare_images(self, images: torch.Tensor, epoch: int | None = None) -> torch.Tensor:
+        """uint8 batch -> float images in [0, 1], augmented with the generator of ``epoch`` when one is given."""
+        if epoch is None or not self.augment.active:
+            return images.float().div_(255.0)
+        return augment_batch(images, self.augment, self._generator(images.device, epoch))
