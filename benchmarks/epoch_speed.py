@@ -48,16 +48,27 @@ class _CIFAR10NoMd5(torchvision.datasets.CIFAR10):
 
 
 class EpochTimer(L.Callback):
-    """Wall time of each training epoch (no validation inside it: ``limit_val_batches=0``)."""
+    """Wall time of each training epoch (no validation inside it: ``limit_val_batches=0``), and the start time of
+    every training step, whose differences are step periods: everything Lightning does per step included."""
 
     def __init__(self) -> None:
         self.seconds: list[float] = []
+        self.step_starts: list[float] = []
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()
 
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:  # noqa: ANN001
+        self.step_starts.append(time.perf_counter())
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.seconds.append(time.perf_counter() - self._start)
+
+
+def median_step_ms(step_starts: list[float]) -> float:
+    """Median period between consecutive step starts: robust to the machine's slow spells, which an epoch's mean
+    is not (two epochs of the same loop, minutes apart, differed by up to 10% here)."""
+    return 1000 * statistics.median(b - a for a, b in zip(step_starts, step_starts[1:], strict=False))
 
 
 def _baseline_cli(data: Path, channels_last: bool, *extra: str):  # noqa: ANN202 - a LightningCLI
@@ -74,8 +85,10 @@ def _baseline_cli(data: Path, channels_last: bool, *extra: str):  # noqa: ANN202
     )  # fmt: skip
 
 
-def lit_mc_epoch(data: Path, channels_last: bool, limit_batches: int | None = None) -> float:
-    """Images/s of one baseline training epoch through lit-mc's ``Trainer.fit``."""
+def lit_mc_epoch(
+    data: Path, channels_last: bool, limit_batches: int | None = None, step_ms: list[float] | None = None
+) -> float:
+    """Images/s of one baseline training epoch through lit-mc's ``Trainer.fit`` (median step period to ``step_ms``)."""
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as tmp:
         cwd = os.getcwd()
@@ -88,10 +101,12 @@ def lit_mc_epoch(data: Path, channels_last: bool, limit_batches: int | None = No
         finally:
             os.chdir(cwd)
     images = (limit_batches or len(cli.datamodule.train_dataloader())) * BATCH
+    if step_ms is not None:
+        step_ms.append(median_step_ms(timer.step_starts))
     return images / timer.seconds[0]
 
 
-def hand_loop_epoch(data: Path, limit_batches: int | None = None) -> float:
+def hand_loop_epoch(data: Path, limit_batches: int | None = None, step_ms: list[float] | None = None) -> float:
     """Images/s of the same epoch (model, batches, optimiser) in a hand-written loop: no Trainer at all.
 
     It keeps what ``ImageClassifier.training_step`` keeps, the epoch's mean loss and accuracy (summed on the
@@ -104,9 +119,11 @@ def hand_loop_epoch(data: Path, limit_batches: int | None = None) -> float:
     model.train()
     start, seen = time.perf_counter(), 0
     loss_sum, correct = torch.zeros(()), torch.zeros((), dtype=torch.long)
+    step_starts = []
     for step, (images, labels) in enumerate(dm.train_dataloader()):
         if step == limit_batches:
             break
+        step_starts.append(time.perf_counter())
         logits = model(images.float().div_(255.0))
         loss = torch.nn.functional.cross_entropy(logits, labels)
         optimizer.zero_grad()
@@ -116,6 +133,8 @@ def hand_loop_epoch(data: Path, limit_batches: int | None = None) -> float:
         correct += (logits.argmax(dim=1) == labels).sum()
         seen += len(labels)
     _ = float(loss_sum) / seen, int(correct) / seen  # the epoch's metrics, as Lightning computes them
+    if step_ms is not None:
+        step_ms.append(median_step_ms(step_starts))
     return seen / (time.perf_counter() - start)
 
 
@@ -173,12 +192,14 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "epoch_speed.json"))
     args = parser.parse_args()
     data = Path(args.data).resolve()
+    fit, hand = "lit-mc Trainer.fit, channels-last", "hand-written loop, lit-mc batches"
+    step_ms: dict[str, list[float]] = {fit: [], hand: []}  # median step period of each epoch, for row 2
     cases: dict[str, Callable[[], float]] = {
-        "lit-mc Trainer.fit, channels-last": lambda: lit_mc_epoch(data, channels_last=True),
+        fit: lambda: lit_mc_epoch(data, channels_last=True, step_ms=step_ms[fit]),
         "lit-mc Trainer.fit, contiguous": lambda: lit_mc_epoch(data, channels_last=False),
         "tutorial loop, DataLoader workers=0": lambda: tutorial_epoch(data, 0),
         "tutorial loop, DataLoader workers=2": lambda: tutorial_epoch(data, 2),
-        "hand-written loop, lit-mc batches": lambda: hand_loop_epoch(data),
+        hand: lambda: hand_loop_epoch(data, step_ms=step_ms[hand]),
     }
     cases["input pipeline only: lit-mc"] = lambda: pipeline_only(data, lit_mc=True, augment=False)
     cases["input pipeline only: torchvision per-sample"] = lambda: pipeline_only(data, lit_mc=False, augment=False)
@@ -206,7 +227,8 @@ def main() -> None:
         median = statistics.median(values)
         group = "pipeline_aug" if "crop+flip" in name else "pipeline" if "pipeline" in name else "training"
         ratio = median / references[group]
-        rows.append({"case": name, "images_per_s": values, "median": median, "ratio": ratio, "group": group})
+        row = {"case": name, "images_per_s": values, "median": median, "ratio": ratio, "group": group}
+        rows.append(row | ({"step_ms": step_ms[name]} if name in step_ms else {}))
         print(f"{name:45s} {median:18.0f} {ratio:29.2f}x")
     record = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
