@@ -184,22 +184,39 @@ def pipeline_only(data: Path, lit_mc: bool, augment: bool, num_workers: int = 0)
     return seen / (time.perf_counter() - start)
 
 
+def overhead_pairs(data: Path, pairs: int, steps: int = 200) -> list[dict[str, float]]:
+    """Lightning's overhead as paired runs: ``steps`` steps through ``Trainer.fit``, then the same in the hand loop
+    (the order alternating), each giving its median step period. The machine's speed drifts by several percent
+    over minutes, more than the overhead itself; within a pair, half a minute apart, it mostly cancels."""
+    results = []
+    for i in range(pairs):
+        fit_ms: list[float] = []
+        hand_ms: list[float] = []
+        for fit_first in (i % 2 == 0, i % 2 == 1):
+            if fit_first:
+                lit_mc_epoch(data, True, steps, fit_ms)
+            else:
+                hand_loop_epoch(data, steps, hand_ms)
+        results.append({"fit_ms": fit_ms[0], "hand_ms": hand_ms[0], "ratio": fit_ms[0] / hand_ms[0]})
+        print(f"pair {i + 1}: Trainer.fit {fit_ms[0]:.2f} ms/step, hand loop {hand_ms[0]:.2f} ms/step", flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.environ.get("LIT_MC_DATA", "data"))
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--compile", action="store_true", help="also time the tutorial loop under torch.compile")
+    parser.add_argument("--overhead-pairs", type=int, default=8, help="paired Trainer.fit / hand loop runs")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "epoch_speed.json"))
     args = parser.parse_args()
     data = Path(args.data).resolve()
-    fit, hand = "lit-mc Trainer.fit, channels-last", "hand-written loop, lit-mc batches"
-    step_ms: dict[str, list[float]] = {fit: [], hand: []}  # median step period of each epoch, for row 2
     cases: dict[str, Callable[[], float]] = {
-        fit: lambda: lit_mc_epoch(data, channels_last=True, step_ms=step_ms[fit]),
+        "lit-mc Trainer.fit, channels-last": lambda: lit_mc_epoch(data, channels_last=True),
         "lit-mc Trainer.fit, contiguous": lambda: lit_mc_epoch(data, channels_last=False),
         "tutorial loop, DataLoader workers=0": lambda: tutorial_epoch(data, 0),
         "tutorial loop, DataLoader workers=2": lambda: tutorial_epoch(data, 2),
-        hand: lambda: hand_loop_epoch(data, step_ms=step_ms[hand]),
+        "hand-written loop, lit-mc batches": lambda: hand_loop_epoch(data),
     }
     cases["input pipeline only: lit-mc"] = lambda: pipeline_only(data, lit_mc=True, augment=False)
     cases["input pipeline only: torchvision per-sample"] = lambda: pipeline_only(data, lit_mc=False, augment=False)
@@ -227,9 +244,9 @@ def main() -> None:
         median = statistics.median(values)
         group = "pipeline_aug" if "crop+flip" in name else "pipeline" if "pipeline" in name else "training"
         ratio = median / references[group]
-        row = {"case": name, "images_per_s": values, "median": median, "ratio": ratio, "group": group}
-        rows.append(row | ({"step_ms": step_ms[name]} if name in step_ms else {}))
+        rows.append({"case": name, "images_per_s": values, "median": median, "ratio": ratio, "group": group})
         print(f"{name:45s} {median:18.0f} {ratio:29.2f}x")
+    pairs = overhead_pairs(data, args.overhead_pairs)
     record = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
@@ -238,6 +255,7 @@ def main() -> None:
         "train_images": TRAIN_IMAGES,
         "batch_size": BATCH,
         "rows": rows,
+        "overhead_pairs": pairs,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

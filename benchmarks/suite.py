@@ -63,11 +63,13 @@ def epoch_rows(record: dict) -> list[Row]:
                          _spread(cases[lit]["images_per_s"]), _spread(cases[case]["images_per_s"]),
                          f"{ratio:.1f}x", ">= 10x", _met(ratio >= 10)))  # fmt: skip
     fit, hand = "lit-mc Trainer.fit, channels-last", "hand-written loop, lit-mc batches"
-    if hand in cases and "step_ms" in cases[hand]:  # the median step period: robust to the machine's slow spells
-        fit_ms, hand_ms = cases[fit]["step_ms"], cases[hand]["step_ms"]
-        overhead = statistics.median(fit_ms) / statistics.median(hand_ms)
-        rows.append(("2. Lightning overhead: Trainer.fit step time / hand-written loop (median ms per step)",
-                     _spread(fit_ms, ".2f"), _spread(hand_ms, ".2f"), f"{overhead:.3f}x time", "<= 1.05x",
+    if pairs := record.get("overhead_pairs"):  # paired short runs: the machine's drift cancels within a pair
+        ratios = [p["ratio"] for p in pairs]
+        overhead = statistics.median(ratios)
+        rows.append((f"2. Lightning overhead: Trainer.fit step time / hand-written loop, {len(pairs)} paired runs "
+                     "(median ms per step; ratio: median of the pairs' ratios, range)",
+                     _spread([p["fit_ms"] for p in pairs], ".1f"), _spread([p["hand_ms"] for p in pairs], ".1f"),
+                     f"{overhead:.3f}x time ({min(ratios):.3f}-{max(ratios):.3f})", "<= 1.05x",
                      _met(overhead <= 1.05)))  # fmt: skip
     elif hand in cases:
         overhead = median(hand) / median(fit)  # time ratio = inverse throughput ratio
@@ -88,18 +90,16 @@ def epoch_rows(record: dict) -> list[Row]:
     return rows
 
 
-# Row 4's goals: the baseline's 65% within 3 minutes, the fastest config's 90% within 30.
-ACCURACY_GOALS_S = {0.65: 180.0, 0.9: 1800.0}
-
-
 def accuracy_rows(record: dict) -> list[Row]:
-    """Row 4: wall time to the target test accuracy, and the accuracy within each budget."""
+    """Row 4: wall time to the target test accuracy, and the accuracy within each budget. The goals: 3 minutes
+    for the baseline's 65%, 30 for the fastest config's 90% (or more)."""
     seconds = record["seconds_to_target"]
-    goal_s = ACCURACY_GOALS_S.get(record["target"], 180.0)
+    high = record["target"] >= 0.9
+    goal_s = 1800.0 if high else 180.0
     budgets = ", ".join(f"{k}: {v:.1%}" for k, v in record["test_acc_within"].items() if v is not None)
     reached = f"{seconds:.0f} s" if seconds is not None else f"not reached (best {record['best_test_acc']:.1%})"
-    label = "4b" if record["target"] >= 0.9 else "4"
-    what = f"{label}. Time to {record['target']:.0%} test accuracy, {Path(record['config']).name}"
+    config = " ".join([Path(record["config"]).name, *record.get("overrides", [])])
+    what = f"{'4b' if high else '4'}. Time to {record['target']:.0%} test accuracy, {config}"
     ok = seconds is not None and seconds <= goal_s
     return [(what, reached, f"within budgets: {budgets}", "-", f"<= {goal_s / 60:.0f} min", _met(ok))]
 
