@@ -152,7 +152,7 @@ def report() -> str:
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; Python "
         f"{platform.python_version()}, torch {torch.__version__}. Table drawn {datetime.now(UTC):%Y-%m-%d %H:%M} UTC "
-        "by `python benchmarks/suite.py --report` from:",
+        "by `benchmarks/suite.py` (`make bench`; `--report` redraws it) from:",
         "",
         *[f"- `benchmarks/results/{s}`" for s in sources],
         "",
