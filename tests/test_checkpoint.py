@@ -73,6 +73,18 @@ def test_cli_rebuilds_the_model_from_the_checkpoint(
     assert not any("BatchNorm" in type(m).__name__ for m in cli.model.modules())
 
 
+def test_test_from_the_checkpoint_alone_on_data_elsewhere(
+    trained_run: Path, cifar_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`lit-mc test --ckpt_path X --data.data_dir D`: model and data from the checkpoint, the folder from the user."""
+    monkeypatch.chdir(tmp_path)
+    cli = run_lightning_cli(
+        ["test", f"--ckpt_path={trained_run}", f"--data.data_dir={cifar_copy}", "--trainer.enable_progress_bar=false"]
+    )
+    assert cli.datamodule.data_dir == str(cifar_copy) and isinstance(cli.model.model, ConvNet)
+    assert "test_acc" in cli.trainer.callback_metrics
+
+
 def test_checkpoint_of_another_model_is_refused(trained_run: Path, cifar_root: Path) -> None:
     other = ImageClassifier(ConvNet(channels=(8, 8), hidden=(16,)))
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)

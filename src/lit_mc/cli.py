@@ -282,7 +282,10 @@ def run_lightning_cli(args: list[str] | None = None, run: bool = True) -> Lightn
     words = sys.argv[1:] if args is None else args
     if (ckpt := _ckpt_path_argument(words)) is not None:
         check_checkpoint(ckpt)
-        if run and not any(w.startswith(("--config", "-c", "--model", "--data")) for w in words):
+        # without a config or a whole --model/--data, both come from the checkpoint; options such as
+        # --data.data_dir then apply on top of them
+        whole = ("--config", "-c", "--model=", "--data=")
+        if run and not any(w.startswith(whole) or w in ("--model", "--data") for w in words):
             args = [words[0], *model_and_data_args(ckpt), *words[1:]]
     _wandb_offline_unless_configured()
     warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")  # args built above
