@@ -110,7 +110,7 @@ class ImageClassifier(L.LightningModule):
             self.class_names = list(names)
         if hasattr(self.model, "init_from_data") and hasattr(datamodule, "sample_train_images"):
             images = datamodule.sample_train_images(5000).float().div_(255.0)  # a resumed fit then loads its weights
-            self.model.init_from_data((images - self.norm_mean) / self.norm_std)
+            self.model.init_from_data(self.normalize(images))
 
     def set_normalization(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         self.norm_mean.copy_(torch.tensor(mean).view(1, -1, 1, 1))
@@ -119,7 +119,7 @@ class ImageClassifier(L.LightningModule):
     # ---------------------------------------------------------------------------------------------- compute
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits for float images in [0, 1] of shape (N, C, H, W); averaged over ``tta`` views in eval mode."""
-        x = ((images - self.norm_mean) / self.norm_std).contiguous(memory_format=self.memory_format)
+        x = self.normalize(images).contiguous(memory_format=self.memory_format)
         if self.training or not self.hparams.tta:
             return self.model(x)
         logits = self._mirrored_logits(x)
@@ -130,6 +130,10 @@ class ImageClassifier(L.LightningModule):
         shifted = (padded[:, :, :h, :w], padded[:, :, 2:, 2:])  # moved one pixel down-right and up-left
         views = (v.contiguous(memory_format=self.memory_format) for v in shifted)
         return 0.5 * logits + 0.25 * sum(self._mirrored_logits(v) for v in views)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Float images in [0, 1] -> the network's input, with the training split's channel statistics."""
+        return (images - self.norm_mean) / self.norm_std
 
     def _mirrored_logits(self, x: torch.Tensor) -> torch.Tensor:
         return 0.5 * (self.model(x) + self.model(x.flip(-1)))

@@ -30,6 +30,7 @@ class Lookahead(L.Callback):
         self.decay = decay
         self.every = every
         self.average: list[torch.Tensor] | None = None
+        self.total_steps = 1  # the run's optimiser steps, known at train start
 
     @staticmethod
     def _tensors(module: L.LightningModule) -> list[torch.Tensor]:
@@ -38,6 +39,7 @@ class Lookahead(L.Callback):
         return [t for t in state if t.is_floating_point()]
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.total_steps = max(int(trainer.estimated_stepping_batches), 1)
         if self.average is None:
             self.average = [t.detach().clone() for t in self._tensors(pl_module)]
         else:  # restored from a checkpoint: move to the module's device
@@ -46,8 +48,7 @@ class Lookahead(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        step = trainer.global_step
-        total = max(int(trainer.estimated_stepping_batches), 1)
+        step, total = trainer.global_step, self.total_steps
         if step >= total:  # the last step: the run ends with the average (and so does the last checkpoint)
             self._sync(pl_module, 1.0)
         elif step % self.every == 0:
