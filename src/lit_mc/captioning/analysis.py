@@ -32,17 +32,26 @@ def per_image_cider(hypotheses: list[str], references: list[list[str]]) -> list[
 
 
 def best_checkpoint(run: Path) -> Path:
-    found = sorted(run.glob("checkpoints/best-*.ckpt"))
+    """The run's best checkpoint as its ``ModelCheckpoint`` recorded it in ``last.ckpt`` (not the newest file: a
+    folder can hold more than one ``best-*.ckpt``)."""
+    from lit_mc.checkpoints import read_checkpoint
+
+    last = run / "checkpoints" / "last.ckpt"
+    states = read_checkpoint(last).get("callbacks", {}) if last.is_file() else {}
+    recorded = [s.get("best_model_path") for k, s in states.items() if k.startswith("ModelCheckpoint")]
+    found = [run / "checkpoints" / Path(p).name for p in recorded if p]
+    found = [p for p in found if p.is_file()] or sorted(run.glob("checkpoints/best-*.ckpt"))[-1:]
     if not found:
         raise FileNotFoundError(f"no best-*.ckpt in {run}/checkpoints")
-    return found[-1]
+    return found[0]
 
 
 def analyse_run(run: Path, data_dir: Path, out: Path, examples: int = 3, beam: int = 1) -> dict[str, Any]:
     """Write ``out/{metrics.csv, test_metrics.json, examples.json, example_*.png}`` for one trained run."""
     from lit_mc.captioning import Flickr8kDataModule
     from lit_mc.captioning.attention import write_attention_maps
-    from lit_mc.cli import model_and_data_args, run_lightning_cli
+    from lit_mc.checkpoints import model_and_data_args
+    from lit_mc.runner import run_lightning_cli
 
     out.mkdir(parents=True, exist_ok=True)
     for name in ("metrics.csv", "test_metrics.json", "config.yaml"):
