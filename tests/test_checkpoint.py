@@ -9,7 +9,7 @@ import lightning as L
 import pytest
 import torch
 
-from conftest import REPO, baseline_fit
+from conftest import QUIET, REPO, baseline_fit, error_line
 from lit_mc.classifier import ImageClassifier
 from lit_mc.cli import run_lightning_cli
 from lit_mc.data.cifar10 import CIFAR10DataModule
@@ -53,24 +53,17 @@ def test_model_rebuilds_from_the_checkpoint_alone(trained_run: Path, cifar_root:
     assert torch.equal(model(x), again(x))
 
 
-def test_cli_rebuilds_the_model_from_the_checkpoint(
-    trained_run: Path, cifar_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_test_with_another_models_config_is_refused(
+    trained_run: Path, cifar_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    """`lit-mc test --ckpt_path` with another model's config still tests the checkpoint's own model."""
+    """`lit-mc test --config other.yaml --ckpt_path X` used to test X's model under other.yaml's name; now it says
+    which settings differ (`lit-mc test --ckpt_path X` alone tests X's own model, see the next test)."""
     monkeypatch.chdir(tmp_path)
     other = str(REPO / "configs" / "cifar10" / "batchnorm.yaml")
-    cli = run_lightning_cli(
-        [
-            "test",
-            "--config",
-            other,
-            f"--ckpt_path={trained_run}",
-            f"--data.data_dir={cifar_root}",
-            "--trainer.enable_progress_bar=false",
-        ]
-    )
-    assert "test_acc" in cli.trainer.callback_metrics
-    assert not any("BatchNorm" in type(m).__name__ for m in cli.model.modules())
+    args = ["test", "--config", other, f"--ckpt_path={trained_run}", f"--data.data_dir={cifar_root}", *QUIET]
+    line = error_line(capsys, args)
+    assert "differs from the configured one in model.model.batch_norm" in line
+    assert not (tmp_path / "lightning_logs").exists()
 
 
 def test_test_from_the_checkpoint_alone_on_data_elsewhere(

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from conftest import QUIET, REPO, baseline_fit, error_line
-from lit_mc.cli import condense_parser_error, main, run_lightning_cli
+from lit_mc.cli import main, run_lightning_cli
+from lit_mc.runner import condense_parser_error
 
 BASELINE = str(REPO / "configs" / "cifar10" / "baseline.yaml")
 
@@ -40,6 +41,8 @@ def test_saved_config_reproduces_the_run(cifar_root: Path, in_tmp: Path) -> None
     first = run_lightning_cli(["fit", "--config", BASELINE, *args])
     saved = Path(first.trainer.log_dir) / "config.yaml"
     again = run_lightning_cli(["fit", "--config", str(saved)])
+    assert again.trainer.log_dir != first.trainer.log_dir  # a new run: the saved one keeps its files
+    assert (Path(first.trainer.log_dir) / "checkpoints" / "last.ckpt").is_file()
     a, b = first.trainer.callback_metrics, again.trainer.callback_metrics
     assert float(a["val_loss"]) == pytest.approx(float(b["val_loss"]), abs=1e-6)
 

@@ -78,6 +78,58 @@ def test_killed_run_resumes_to_the_same_result(
     assert _epoch_metrics(our_rows) == _epoch_metrics(their_rows)  # no logged epoch lost or doubled
 
 
+# a second checkpoint callback whose monitored value improves every epoch: a ``last.ckpt`` written before the
+# epoch's checkpoints records a stale "best", and the resumed run then keeps two files where one belongs
+NEWEST = json.dumps([{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                      "init_args": {"monitor": "step", "mode": "max", "filename": "newest-{step}"}}])  # fmt: skip
+RECIPES = {
+    "momentum_sgd": [CONFIG, "--model.init_args.momentum=0.9", "--model.init_args.nesterov=true"],
+    "adam_cosine_batchnorm": [CONFIG, "--model.init_args.optimizer=adam", "--model.init_args.lr=0.002",
+                              "--model.init_args.scheduler=cosine",
+                              "--model.init_args.model.init_args.batch_norm=true"],
+    "fast_lookahead_whitening": [str(REPO / "configs" / "cifar10" / "fast.yaml"), "--data.batch_size=32",
+                                 "--model.init_args.model.init_args.widths=[8,16,16]"],
+}  # fmt: skip
+
+
+def _recipe_fit(cwd: Path, data: Path, recipe: list[str], *extra: str) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "lit_mc.cli", "fit", "--config", *recipe, f"--data.data_dir={data}",
+            "--data.val_size=50", "--trainer.max_epochs=3", "--trainer.deterministic=true", "--test_after_fit=true",
+            f"--trainer.callbacks+={NEWEST}", *QUIET, *extra]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")])}
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _best_paths(ckpt: Path) -> list[str]:
+    states = torch.load(ckpt, map_location="cpu", weights_only=True)["callbacks"]
+    return sorted(Path(s["best_model_path"]).name for k, s in states.items() if k.startswith("ModelCheckpoint"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_resumed_run_ends_bit_identical_and_tests_the_same_checkpoint(
+    recipe: str, cifar_root: Path, tmp_path: Path
+) -> None:
+    """Killed in epoch 2's validation, resumed from epoch 1's last.ckpt: same weights, same checkpoint files, the
+    same "best" on record, and the same test metrics (``test_after_fit`` tests the best checkpoint)."""
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    straight.mkdir(), killed.mkdir()
+    done = _recipe_fit(straight, cifar_root, RECIPES[recipe])
+    assert done.returncode == 0, done.stderr[-2000:]
+    killer = json.dumps([{"class_path": "killers.KillAt", "init_args": {"point": "validation", "epoch": 2}}])
+    assert _recipe_fit(killed, cifar_root, RECIPES[recipe], f"--trainer.callbacks+={killer}").returncode == -9
+    resumed = _recipe_fit(killed, cifar_root, RECIPES[recipe], "--ckpt_path=last")
+    assert resumed.returncode == 0 and "resuming" in resumed.stdout, resumed.stderr[-2000:]
+    ours, theirs = (d / "lightning_logs" / "version_0" for d in (killed, straight))
+    assert sorted(p.name for p in (ours / "checkpoints").iterdir()) == sorted(
+        p.name for p in (theirs / "checkpoints").iterdir()
+    )
+    assert _best_paths(ours / "checkpoints" / "last.ckpt") == _best_paths(theirs / "checkpoints" / "last.ckpt")
+    a, b = _final_state(ours)[0], _final_state(theirs)[0]
+    assert all(torch.equal(a[k], b[k]) for k in b) and a.keys() == b.keys()
+    tested = [json.loads((d / "test_metrics.json").read_text())["metrics"] for d in (ours, theirs)]
+    assert tested[0] == tested[1]
+
+
 def _epoch_metrics(rows: list[str]) -> list[tuple[str, ...]]:
     """Logged (epoch, metrics) rows, sorted, with the column order taken from each file's header."""
     import csv
@@ -114,7 +166,7 @@ def test_no_secret_lands_in_run_files(cifar_root: Path, tmp_path: Path) -> None:
 
 def test_resume_finds_a_run_saved_before_an_option_existed() -> None:
     """``--ckpt_path last`` matches a run whose config lacks a newer option, if the option keeps its default."""
-    from lit_mc.cli import same_settings
+    from lit_mc.settings import same_settings
 
     saved = {"class_path": "lit_mc.captioning.ShowAttendTell", "init_args": {"lr": 0.0004, "encoder": {"size": 224}}}
     now = {"class_path": "lit_mc.captioning.ShowAttendTell",

@@ -10,14 +10,28 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_all(f: io.BufferedWriter, data: bytes | memoryview) -> None:
+    f.write(data)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes | memoryview) -> None:
+    """Write ``data`` to ``path`` atomically: temporary file in the same folder, fsync, rename. The file gets the
+    permissions of any new file (the umask applies), not the temporary file's 0600."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            _write_all(f, data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -28,14 +42,14 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically: temporary file in the same folder, fsync, rename."""
     if not isinstance(text, str):
         raise TypeError(f"text must be str, not {type(text).__name__}")
-    _atomic_write(Path(path), text.encode())
+    atomic_write_bytes(path, text.encode())
 
 
 def atomic_save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> None:
     """Save a matplotlib figure atomically (format from the suffix)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")
-    _atomic_write(Path(path), buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def run_folder(trainer: object) -> Path | None:

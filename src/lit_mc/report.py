@@ -205,7 +205,7 @@ def caption_training_summary(root: Path | None = None) -> str:
     """How long each captioner trained and why it stopped, and which model leads each test metric (beam 3)."""
     import yaml
 
-    from lit_mc.studies.cv import read_metrics_csv
+    from lit_mc.runs import read_metrics_csv
 
     root = (root or results_root()) / "flickr8k"
     rows, leaders = [], {}
@@ -231,7 +231,7 @@ def caption_training_summary(root: Path | None = None) -> str:
 
 def caption_curves_figure(root: Path | None = None) -> Figure:
     """Training loss (per epoch) and validation loss / CIDEr of each trained captioner."""
-    from lit_mc.studies.cv import read_metrics_csv
+    from lit_mc.runs import read_metrics_csv
 
     root = (root or results_root()) / "flickr8k"
     fig = Figure(figsize=(12, 3.6))

@@ -8,7 +8,8 @@ resumes where it stopped and a repeated one costs nothing.
 
 from __future__ import annotations
 
-import csv
+import hashlib
+import json
 import math
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ import yaml
 from scipy import stats
 
 from lit_mc.errors import DivergedError
+from lit_mc.runs import read_metrics_csv
 from lit_mc.studies.store import ResultsStore, config_key
 
 METRICS = ("val_acc", "val_f1", "val_loss", "train_acc", "train_loss")
@@ -38,17 +40,6 @@ def summarize(values: list[float], confidence: float = 0.95) -> dict[str, float]
     else:
         low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=sem)
     return {"n": n, "mean": mean, "std": std, "sem": sem, "ci_low": float(low), "ci_high": float(high)}
-
-
-def read_metrics_csv(metrics_csv: Path) -> list[dict[str, float]]:
-    """The rows of a CSVLogger ``metrics.csv`` with their filled cells only (``epoch``/``step`` as ints)."""
-    if not metrics_csv.is_file():
-        return []
-    with metrics_csv.open() as f:
-        return [
-            {k: int(float(v)) if k in ("epoch", "step") else float(v) for k, v in row.items() if v not in ("", None)}
-            for row in csv.DictReader(f)
-        ]
 
 
 def read_curves(metrics_csv: Path) -> list[dict[str, float]]:
@@ -106,20 +97,39 @@ class CrossValidation:
             f"--trainer.logger.init_args.name={self.config.stem}",
         ]  # fmt: skip
 
-    def run_fold(self, fold: int) -> dict[str, Any]:
-        """Train fold ``fold`` unless its cell exists; returns the cell."""
-        from lit_mc.cli import run_lightning_cli
+    def resolve(self, fold: int) -> tuple[Any, dict[str, Any], str]:
+        """The fold's CLI (trainer, model and data built, nothing run), its resolved config and its cell key."""
+        from lit_mc.runner import run_lightning_cli
 
         cli = run_lightning_cli(self._cli_args(fold), run=False)
         resolved = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
         for key in VOLATILE:
             resolved.get("trainer", {}).pop(key, None)
-        key = config_key(resolved)
-        if self.store.has(key):
-            record = self.store.read(key)
-            if "flops" not in record:  # cells stored before FLOPs were recorded get them now, without training
-                self.store.write(key, {**record, "flops": forward_flops(cli.model)})
-            return self.store.read(key)
+        return cli, resolved, config_key(resolved)
+
+    def cell_key(self, fold: int) -> str:
+        cli, _, key = self.resolve(fold)
+        cli.release_unused_run_dirs()
+        return key
+
+    def run_fold(self, fold: int) -> dict[str, Any]:
+        """Train fold ``fold`` unless its cell exists (or another process is training it); returns the cell."""
+        cli, resolved, key = self.resolve(fold)
+        try:
+            with self.store.claim(key) as mine:
+                if not mine:
+                    record = self.store.read(key)
+                    if "flops" not in record:  # cells stored before FLOPs were recorded get them, without training
+                        record = {**record, "flops": forward_flops(cli.model)}
+                        self.store.write(key, record)
+                    return record
+                record = self._train(cli, resolved, key, fold)
+                self.store.write(key, record)
+                return record
+        finally:
+            cli.release_unused_run_dirs()
+
+    def _train(self, cli: Any, resolved: dict[str, Any], key: str, fold: int) -> dict[str, Any]:
         start = time.perf_counter()
         diverged = None
         try:
@@ -132,7 +142,7 @@ class CrossValidation:
             validated = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)[0]
             metrics = {k: float(v) for k, v in validated.items() if k in METRICS}
         train_images = len(cli.datamodule.train_idx) * cli.trainer.current_epoch
-        record = {
+        return {
             "key": key,
             "config": str(self.config),
             "overrides": self.overrides,
@@ -151,8 +161,16 @@ class CrossValidation:
             "run_dir": str(cli.trainer.log_dir),
             "resolved_config": resolved,
         }
-        self.store.write(key, record)
-        return record
+
+    def summary_path(self) -> Path:
+        """``summary.json``, unless it holds the summary of another setting (other overrides or k): then
+        ``summary-<hash of config, overrides, k>.json``. A summary of one setting never replaces another's."""
+        mine = {"config": str(self.config), "overrides": self.overrides, "folds": self.folds}
+        path = self.store.root / "summary.json"
+        if path.is_file() and {k: json.loads(path.read_text()).get(k) for k in mine} != mine:
+            digest = hashlib.sha256(json.dumps(mine, sort_keys=True).encode()).hexdigest()[:8]
+            path = self.store.root / f"summary-{digest}.json"
+        return path
 
     def run(self) -> dict[str, Any]:
         """All folds (finished ones are read back), then the summary, written next to the cells."""
@@ -166,5 +184,6 @@ class CrossValidation:
             "wall_s": sum(c["wall_s"] for c in cells),
             "cells": [c["key"] for c in cells],
         }
-        self.store.write_summary("summary", summary)
+        path = self.summary_path()
+        summary["file"] = str(self.store.write_summary(path.stem, summary))
         return summary

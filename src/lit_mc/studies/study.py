@@ -147,6 +147,15 @@ def _run_with_ray(tasks: list, description: str, address: str | None) -> list[di
     return list(track((ray.get(ref) for ref in pending), description, total=len(tasks)))
 
 
+def missing_cells(study: Study, store: ResultsStore, runs_dir: str | Path = "lightning_logs/studies") -> list[str]:
+    """The labels (setting, fold) of the cells a ``run`` would train: nothing is trained here."""
+    missing = []
+    for setting in study.settings():
+        cv = CrossValidation(study.base, study.folds, [*study.budget, *_override_args(setting)], store, runs_dir)
+        missing += [f"{setting_label(setting)}, fold {f}" for f in range(study.folds) if not store.has(cv.cell_key(f))]
+    return missing
+
+
 def run_study(
     study: Study,
     store: ResultsStore,

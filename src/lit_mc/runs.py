@@ -1,0 +1,106 @@
+"""Run folders that belong to one run: ``<root>/version_N`` claimed with an atomic ``mkdir``.
+
+Lightning's file loggers pick ``version_N`` by listing the folders that exist, so two processes started together
+(``--jobs 2``, two shells, Ray workers on a shared file system) pick the same number and write into each other's
+files. ``os.mkdir`` either creates a folder or fails because it exists, on every POSIX file system (NFS too), so
+claiming the number by creating the folder gives each run its own, whatever the logger.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+VERSION = re.compile(r"version_(\d+)$")
+FILE_LOGGERS = ("CSVLogger", "TensorBoardLogger")
+SCAFFOLD = {"config.yaml", "hparams.yaml"}  # what a run writes before its first epoch
+_MADE_FOR: dict[Path, list[Path]] = {}
+
+
+def claim_run_dir(root: str | Path) -> Path:
+    """Create and return ``root/version_N`` for the smallest free ``N`` above every existing one."""
+    root = Path(root)
+    missing = [p for p in (root, *root.parents) if not p.exists()]
+    root.mkdir(parents=True, exist_ok=True)
+    taken = [int(m.group(1)) for p in root.iterdir() if (m := VERSION.match(p.name))]
+    number = max(taken, default=-1) + 1
+    while True:
+        folder = root / f"version_{number}"
+        try:
+            folder.mkdir()
+            _MADE_FOR[folder] = missing  # so that releasing the folder also removes the parents made for it
+            return folder
+        except FileExistsError:  # another process claimed it between the listing and now
+            number += 1
+
+
+def _init_args(logger: Any) -> tuple[str, Any] | None:
+    """``(class name, init_args)`` of a logger given as a ``{class_path, init_args}`` mapping, else ``None``."""
+    if not hasattr(logger, "get") or not logger.get("class_path"):
+        return None
+    if logger.get("init_args") is None:
+        logger["init_args"] = {}
+    return str(logger["class_path"]).rsplit(".", 1)[-1], logger["init_args"]
+
+
+def claim_logger_folders(trainer: Any) -> list[Path]:
+    """Give every logger of the ``trainer`` config section a run folder of its own; returns the folders claimed.
+
+    CSV and TensorBoard loggers get ``version=version_N`` (unless a version is set, as on resume); a W&B (or any
+    other) logger gets ``save_dir=<save_dir>/lightning_logs/version_N``, so that ``trainer.log_dir``, and with it
+    every file of the run, is that folder and never the working directory. Loggers that share a root share the
+    claimed version, so a CSV and a TensorBoard logger of one run write side by side.
+    """
+    loggers = trainer.get("logger")
+    loggers = loggers if isinstance(loggers, list) else [loggers]
+    claimed: dict[Path, Path] = {}
+    for logger in loggers:
+        found = _init_args(logger)
+        if found is None:
+            continue
+        name, init = found
+        if name in FILE_LOGGERS:
+            if init.get("version") is not None:
+                continue
+            folder_name = init.get("name", "lightning_logs")
+            root = Path(init.get("save_dir") or ".") / (folder_name if folder_name else "")
+            if root not in claimed:
+                claimed[root] = claim_run_dir(root)
+            init["version"] = claimed[root].name
+        else:
+            root = Path(init.get("save_dir") or init.get("dir") or ".") / "lightning_logs"
+            if root not in claimed:
+                claimed[root] = claim_run_dir(root)
+            init["save_dir"] = str(claimed[root])
+            if "dir" in init:
+                init["dir"] = None
+    return list(claimed.values())
+
+
+def release_if_unused(folder: Path) -> None:
+    """Remove a claimed run folder that holds nothing but what a run writes before training (a failed start)."""
+    if not folder.is_dir():
+        return
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    if any(p.name not in SCAFFOLD for p in files):
+        return
+    for path in sorted(folder.rglob("*"), reverse=True):
+        path.unlink() if path.is_file() or path.is_symlink() else path.rmdir()
+    os.rmdir(folder)
+    for parent in _MADE_FOR.pop(folder, []):
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+
+
+def read_metrics_csv(metrics_csv: Path) -> list[dict[str, float]]:
+    """The rows of a CSVLogger ``metrics.csv`` with their filled cells only (``epoch``/``step`` as ints)."""
+    if not metrics_csv.is_file():
+        return []
+    with metrics_csv.open() as f:
+        return [
+            {k: int(float(v)) if k in ("epoch", "step") else float(v) for k, v in row.items() if v not in ("", None)}
+            for row in csv.DictReader(f)
+        ]
