@@ -205,3 +205,22 @@ def test_result_files_get_the_usual_permissions(tmp_path: Path) -> None:
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_two_cv_commands_of_one_config_train_each_fold_once(cifar_root: Path, tmp_path: Path) -> None:
+    """Two ``lit-mc cv`` of one config at once trained every fold twice; the second now waits for the first's cell."""
+    args = [sys.executable, "-m", "lit_mc.cli", "cv", "--config", BASELINE, "--folds", "2",
+            f"--data.data_dir={cifar_root}", "--trainer.max_epochs=1", *QUIET]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")])}
+    env["LIT_MC_LOCK_POLL_S"] = "0.2"
+    procs = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]  # fmt: skip
+    outs = [proc.communicate(timeout=300) for proc in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-1500:] for _, err in outs]
+    trained = [r for r in (tmp_path / "lightning_logs" / "cv" / "baseline").iterdir() if (r / "checkpoints").is_dir()]
+    assert len(trained) == 2  # one run per fold, not two
+    cells = sorted((tmp_path / "results" / "cv" / "baseline" / "cells").glob("*.json"))
+    assert len(cells) == 2 and {json.loads(c.read_text())["run_dir"] for c in cells} == {
+        str(r.relative_to(tmp_path)) for r in trained
+    }
+    assert not list((tmp_path / "results" / "cv" / "baseline" / ".locks").iterdir())

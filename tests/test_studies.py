@@ -214,6 +214,12 @@ def test_study_with_two_worker_processes(cifar_root: Path, tmp_path: Path, monke
     report = run_study(study, store, runs_dir=tmp_path / "runs", jobs=2)
     assert len(store.cells()) == 4 and [len(row["values"]) for row in report["rows"]] == [2, 2]
     assert {c["key"] for c in store.cells()} == {key for row in report["rows"] for key in row["cells"]}
+    # each cell from a run that owned its folder: distinct folders, each holding the cell's own config and curves
+    assert len({c["run_dir"] for c in store.cells()}) == 4
+    for cell in store.cells():
+        saved = yaml.safe_load((Path(cell["run_dir"]) / "config.yaml").read_text())
+        assert saved["model"]["init_args"]["lr"] == cell["resolved_config"]["model"]["init_args"]["lr"]
+        assert saved["data"]["init_args"]["fold"] == cell["fold"] and len(cell["curves"]) == cell["epochs"] == 1
 
 
 def test_study_on_a_local_ray_instance(cifar_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

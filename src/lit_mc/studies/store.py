@@ -21,7 +21,7 @@ from typing import Any
 from lit_mc.io import atomic_write_text
 from lit_mc.settings import run_settings
 
-POLL_S = 5.0
+POLL_S = float(os.environ.get("LIT_MC_LOCK_POLL_S", "5"))  # how often a waiting process looks again
 
 
 def config_key(config: dict[str, Any]) -> str:
