@@ -119,9 +119,10 @@ def run_study_command(args: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from lit_mc.report import write_study_figures
     from lit_mc.studies import ResultsStore, Study, run_study
     from lit_mc.studies.store import rekey
-    from lit_mc.studies.study import missing_cells, write_figures
+    from lit_mc.studies.study import missing_cells
 
     parser = argparse.ArgumentParser(prog="lit-mc study", description="Hypothesis studies over a hand-set grid.")
     parser.add_argument("action", choices=["run", "report", "rekey"])
@@ -161,7 +162,7 @@ def run_study_command(args: list[str]) -> None:
     console.print(f"reference: {report['reference']}")
     console.print(f"verdict: {report['verdict']}")
     console.print(f"compute: {report['wall_s']:.0f} s over {len(report['rows'])} settings x {report['folds']} folds")
-    for path in write_figures(report, store):
+    for path in write_study_figures(report, store):
         console.print(f"figure: {path}")
 
 

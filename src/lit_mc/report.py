@@ -11,11 +11,15 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
 
 from lit_mc.errors import LitMcError
+from lit_mc.io import atomic_save_figure
+
+if TYPE_CHECKING:
+    from lit_mc.studies.store import ResultsStore
 
 # the shipped studies, in the order the CIFAR-10 report tells them
 STUDY_ORDER = (
@@ -317,3 +321,13 @@ def studies_summary_markdown(reports: Sequence[dict[str, Any]]) -> str:
         rows.append([r["name"], command, f"{len(r['rows'])} x {r['folds']} folds, {budget}",
                      f"{r['wall_s'] / 60:.1f}", r["verdict"]])  # fmt: skip
     return markdown_table(["study", "command", "settings, budget", "cell minutes", "verdict"], rows)
+
+
+def write_study_figures(report: dict[str, Any], store: ResultsStore) -> list[Path]:
+    """Learning curves, metric per setting and (for 2-D grids) the heat map, as PNGs beside ``study.json``."""
+    cells = {key: store.read(key) for row in report["rows"] for key in row["cells"]}
+    written = []
+    for name, fig in study_figures(report, cells).items():
+        atomic_save_figure(fig, store.root / name)
+        written.append(store.root / name)
+    return written

@@ -260,16 +260,3 @@ def verdict(study: Study, comparisons: list[dict[str, Any]]) -> str:
     if p < ALPHA:
         return f"not supported: the opposite effect ({numbers})"
     return f"inconclusive at alpha={ALPHA} over {study.folds} folds ({numbers})"
-
-
-def write_figures(report: dict[str, Any], store: ResultsStore) -> list[Path]:
-    """Learning curves, metric per setting and (for 2-D grids) the heat map, as PNGs beside ``study.json``."""
-    from lit_mc.io import atomic_save_figure
-    from lit_mc.report import study_figures
-
-    cells = {key: store.read(key) for row in report["rows"] for key in row["cells"]}
-    written = []
-    for name, fig in study_figures(report, cells).items():
-        atomic_save_figure(fig, store.root / name)
-        written.append(store.root / name)
-    return written
