@@ -8,6 +8,7 @@ per-class accuracy, and the confusion matrix at test time.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from functools import partial
 from typing import Any, Literal
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import nn
 
-from lit_mc.errors import DivergedError, LitMcError
+from lit_mc.errors import DivergedError, LitMcError, check_option
 from lit_mc.io import atomic_save_figure, atomic_write_text, run_folder
 from lit_mc.plots import confusion_matrix_figure
 
@@ -75,6 +76,11 @@ class ImageClassifier(L.LightningModule):
         class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
+        check_option(math.isfinite(lr) and lr > 0, "--model.init_args.lr", lr, "a positive number")
+        check_option(math.isfinite(weight_decay) and weight_decay >= 0, "--model.init_args.weight_decay", weight_decay,
+                     "0 or a positive number")  # fmt: skip
+        check_option(0 <= momentum < 1, "--model.init_args.momentum", momentum, "in [0, 1)")
+        check_option(0 <= label_smoothing < 1, "--model.init_args.label_smoothing", label_smoothing, "in [0, 1)")
         with warnings.catch_warnings():  # Lightning warns when `model` is a module; we drop it just below
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`")
             self.save_hyperparameters()

@@ -12,3 +12,9 @@ class LitMcError(Exception):
 
 class DivergedError(LitMcError):
     """The training loss became NaN or infinite: a run stops, a study records the setting as diverged."""
+
+
+def check_option(ok: bool, option: str, value: object, expected: str) -> None:
+    """Refuse an option value that would fail later (after training started) or silently train nonsense."""
+    if not ok:
+        raise LitMcError(f"{option}={value} is out of range: it must be {expected}", f"pass {option} {expected}")

@@ -203,6 +203,17 @@ def _ckpt_path_argument(args: list[str]) -> str | None:
     return None
 
 
+def _lit_mc_error_in(error: BaseException) -> LitMcError | None:
+    """The :class:`LitMcError` that caused ``error``, if any (the first one in its chain of causes)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, LitMcError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 _BUILDING: list[LitMcCLI] = []  # CLIs whose construction (which runs the subcommand) has started, newest last
 
 
@@ -241,9 +252,11 @@ def run_lightning_cli(args: list[str] | None = None, run: bool = True) -> LitMcC
         )
     except argparse.ArgumentError as e:
         raise LitMcError(condense_parser_error(str(e)), FIX_CONFIG) from None
-    except BaseException:
+    except BaseException as e:
         for cli in _BUILDING[started:]:
             cli.release_unused_run_dirs()
+        if (ours := _lit_mc_error_in(e)) is not None and ours is not e:
+            raise ours from None  # jsonargparse wraps the errors that classes raise while it instantiates them
         raise
     finally:
         del _BUILDING[started:]

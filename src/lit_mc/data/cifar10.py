@@ -20,7 +20,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from lit_mc.data.augment import Augmentation, augment_batch
 from lit_mc.data.batches import InMemoryBatches
 from lit_mc.data.eda import channel_stats
-from lit_mc.errors import LitMcError
+from lit_mc.errors import LitMcError, check_option
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 FOLDER = "cifar-10-batches-py"
@@ -224,6 +224,13 @@ class CIFAR10DataModule(L.LightningDataModule):
         download: bool = False,
     ) -> None:
         super().__init__()
+        for option, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            check_option(size >= 1, f"--data.{option}", size, "1 or more")
+        for option, size, least in (("val_size", val_size, 0), ("subset", subset, 1)):
+            whole = isinstance(size, int) and not isinstance(size, bool)
+            fraction = isinstance(size, float) and 0 < size < 1
+            check_option(size is None or (whole and size >= least) or fraction, f"--data.{option}", size,
+                         f"a count of images ({least} or more) or a fraction in (0, 1)")  # fmt: skip
         self.save_hyperparameters()
         self.data_dir = data_dir
         self.batch_size = batch_size
