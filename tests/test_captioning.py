@@ -136,6 +136,16 @@ def test_corrupt_jpeg_is_skipped_counted_and_cached_features_match(toy_copy: Pat
     assert batch_c["references"] == batch_l["references"] and len(batch_c["references"][0]) == 5
 
 
+# -- caption data checks and the feature cache ---------------------------------------------------------------
+def test_token_file_with_a_byte_order_mark_keeps_its_first_caption(toy_copy: Path) -> None:
+    token = toy_copy / "Flickr8k_text" / "Flickr8k.token.txt"
+    token.write_bytes(b"\xef\xbb\xbf" + token.read_bytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ann = load_annotations(toy_copy / "Images", token, toy_copy / "Flickr8k_text", None)
+    assert len(ann.captions["toy_00000.jpg"]) == 5 and len(ann.splits["train"]) == 60
+
+
 # -- decoding -----------------------------------------------------------------------------------------------
 class ScriptedDecoder:
     """Log-probabilities that make greedy decoding pick a worse caption than beam search.

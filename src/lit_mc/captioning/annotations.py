@@ -36,7 +36,7 @@ def _read_text(path: Path, what: str, fix: str) -> str:
     if not path.is_file():
         raise LitMcError(f"{what} {path} does not exist", fix)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # files saved by Windows editors start with a BOM
     except UnicodeDecodeError as e:
         raise LitMcError(f"{what} {path} is not UTF-8 text ({e.reason} at byte {e.start})", fix) from None
     if not text.strip():
