@@ -137,6 +137,24 @@ def test_corrupt_jpeg_is_skipped_counted_and_cached_features_match(toy_copy: Pat
 
 
 # -- caption data checks and the feature cache ---------------------------------------------------------------
+def _set_captions(toy: Path, image: str, captions: list[str]) -> None:
+    """Replace ``image``'s captions in the toy token file."""
+    token = toy / "Flickr8k_text" / "Flickr8k.token.txt"
+    lines = [line for line in token.read_text().splitlines() if not line.startswith(f"{image}#")]
+    token.write_text("\n".join([*lines, *(f"{image}#{k}\t{c}" for k, c in enumerate(captions))]) + "\n")
+
+
+def test_empty_captions_are_dropped_and_counted(toy_copy: Path) -> None:
+    _set_captions(toy_copy, "toy_00000.jpg", ["", " . ", "a red circle", "a red circle", "a red circle"])
+    _set_captions(toy_copy, "toy_00001.jpg", ["!"] * 5)  # nothing left: the image leaves its split
+    dm = Flickr8kDataModule(str(toy_copy), encoder=EncoderSpec("patches", None, 32, 8), cache_features=False)
+    with pytest.warns(UserWarning, match=r"7 x empty caption.*1 x train image without captions"):
+        dm.prepare_data()
+    dm.setup("fit")
+    assert "toy_00001.jpg" not in dm.splits["train"] and len(dm.words["toy_00000.jpg"]) == 3
+    assert len(dm.train_captions) == 58 * 5 + 3 and (dm.train_captions[:, 1] != dm.vocab.end).all()
+
+
 def test_token_file_with_a_byte_order_mark_keeps_its_first_caption(toy_copy: Path) -> None:
     token = toy_copy / "Flickr8k_text" / "Flickr8k.token.txt"
     token.write_bytes(b"\xef\xbb\xbf" + token.read_bytes())
@@ -144,6 +162,16 @@ def test_token_file_with_a_byte_order_mark_keeps_its_first_caption(toy_copy: Pat
         warnings.simplefilter("error")
         ann = load_annotations(toy_copy / "Images", token, toy_copy / "Flickr8k_text", None)
     assert len(ann.captions["toy_00000.jpg"]) == 5 and len(ann.splits["train"]) == 60
+
+
+def test_all_captions_empty_is_one_line_before_training(
+    toy_copy: Path, capsys: pytest.CaptureFixture, in_tmp: Path
+) -> None:
+    token = toy_copy / "Flickr8k_text" / "Flickr8k.token.txt"
+    token.write_text("".join(f"{line.split(chr(9))[0]}\t.\n" for line in token.read_text().splitlines()))
+    line = error_line(capsys, toy_args(toy_copy, "show_and_tell"))
+    assert "every caption" in line and "empty" in line and "Flickr8k.token.txt" in line
+    assert not (in_tmp / "lightning_logs").exists()
 
 
 # -- decoding -----------------------------------------------------------------------------------------------

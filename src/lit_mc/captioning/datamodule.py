@@ -84,9 +84,10 @@ class Flickr8kDataModule(L.LightningDataModule):
         return sorted({name for names in annotations.splits.values() for name in names})
 
     def prepare_data(self) -> None:
-        """Build the feature cache once (every split's images), if the features are to be cached."""
+        """Check the caption files (warning once about what they skip) and build the feature cache of every split's
+        images, if the features are to be cached."""
+        annotations = self._annotations()
         if self.hparams.cache_features:
-            annotations = self._annotations()
             root = Path(self.hparams.cache_dir) if self.hparams.cache_dir else self.data_dir / "features"
             cache_features(self.data_dir / "Images", self._all_images(annotations), self.encoder_spec, root)
 
