@@ -174,6 +174,24 @@ def test_all_captions_empty_is_one_line_before_training(
     assert not (in_tmp / "lightning_logs").exists()
 
 
+@pytest.mark.parametrize("split_file", ["Flickr_8k.devImages.txt", "Flickr_8k.testImages.txt"])
+def test_split_of_unknown_images_is_one_line_before_training(
+    split_file: str, toy_copy: Path, capsys: pytest.CaptureFixture, in_tmp: Path
+) -> None:
+    (toy_copy / "Flickr8k_text" / split_file).write_text("nope_1.jpg\nnope_2.jpg\n")
+    line = error_line(capsys, toy_args(toy_copy, "show_and_tell", "--test_after_fit=true"))
+    assert split_file in line and "2 images" in line
+    assert not (in_tmp / "lightning_logs").exists()
+
+
+def test_split_of_unreadable_images_is_an_error_at_setup(toy_copy: Path) -> None:
+    for i in range(60, 68):  # every validation image
+        (toy_copy / "Images" / f"toy_{i:05d}.jpg").write_bytes(b"not an image")
+    dm = Flickr8kDataModule(str(toy_copy), encoder=EncoderSpec("patches", None, 32, 8), cache_features=False)
+    with pytest.warns(UserWarning, match="8 unreadable"), pytest.raises(LitMcError, match="no val image .* readable"):
+        dm.setup("fit")
+
+
 # -- decoding -----------------------------------------------------------------------------------------------
 class ScriptedDecoder:
     """Log-probabilities that make greedy decoding pick a worse caption than beam search.

@@ -92,11 +92,12 @@ def load_annotations(
         )
     if karpathy_json is not None:
         captions, splits = read_karpathy_json(karpathy_json)
-        caption_source = karpathy_json
+        caption_source, split_sources = karpathy_json, dict.fromkeys(SPLITS, karpathy_json)
     else:
         assert captions_file is not None and split_dir is not None
         captions = read_token_file(captions_file)
-        splits = {name: read_split_file(split_dir / OFFICIAL_SPLIT_FILES[name]) for name in SPLITS}
+        split_sources = {name: split_dir / OFFICIAL_SPLIT_FILES[name] for name in SPLITS}
+        splits = {name: read_split_file(path) for name, path in split_sources.items()}
         caption_source = captions_file
     skipped: dict[str, int] = {}
     # a caption of punctuation only would be a target that teaches the model to say nothing
@@ -116,13 +117,15 @@ def load_annotations(
             del captions[name]
     for split, names in splits.items():
         kept = [n for n in names if n in captions]
+        if not kept:  # found now rather than as a traceback when that split is first evaluated
+            raise LitMcError(
+                f"{split_sources[split]} lists {len(names)} images for {split}, none of them in {images_dir} "
+                "with a caption",
+                "check that the split files, the caption file and the images folder belong to the same data set",
+            )
         if len(kept) < len(names):
             skipped[f"{split} image without captions or file"] = len(names) - len(kept)
         splits[split] = kept
-    if not splits["train"]:
-        raise LitMcError(
-            f"no training image of {images_dir} has a caption", "check that the split and caption files match"
-        )
     if skipped:
         details = "; ".join(f"{count} x {reason}" for reason, count in skipped.items())
         warnings.warn(f"Flickr8k: skipped {details}", stacklevel=2)

@@ -19,6 +19,7 @@ from lit_mc.captioning.annotations import Annotations, load_annotations
 from lit_mc.captioning.encoder import EncoderSpec, FeatureCache, GridEncoder, cache_features, check_spec, load_images
 from lit_mc.captioning.vocab import Vocabulary, clean_caption
 from lit_mc.data.batches import InMemoryBatches
+from lit_mc.errors import LitMcError
 
 
 class Flickr8kDataModule(L.LightningDataModule):
@@ -116,6 +117,10 @@ class Flickr8kDataModule(L.LightningDataModule):
                 warnings.warn(f"Flickr8k: {len(failed)} unreadable image(s) skipped", stacklevel=2)
             self.encoder = GridEncoder(self.encoder_spec)
         splits = {s: [n for n in ns if n not in failed] for s, ns in splits.items()}
+        if empty := [s for s, ns in splits.items() if not ns]:
+            raise LitMcError(
+                f"no {empty[0]} image of {self.data_dir / 'Images'} is readable", "replace the broken files"
+            )
         self.annotations, self.splits, self.row_of = annotations, splits, row
         self.names = self.cache.names if self.cache is not None else names  # image name of each row
         words = {n: [clean_caption(c) for c in annotations.captions[n]] for n in names}
