@@ -157,6 +157,34 @@ def read_cache(directory: Path) -> FeatureCache:
     return FeatureCache(features, index["names"], index["failed"], tuple(index["grid"]))
 
 
+def _encode_into(folder: Path, images_dir: Path, names: list[str], spec: EncoderSpec, batch_size: int) -> list[str]:
+    """Write ``features.npy`` and ``index.json`` of ``names`` into ``folder``; return the unreadable images."""
+    encoder = GridEncoder(spec)
+    start, failed, array = time.perf_counter(), [], None
+    for b in range(0, len(names), batch_size):
+        chunk = names[b : b + batch_size]
+        images, bad = load_images([images_dir / n for n in chunk], spec.image_size)
+        failed += [chunk[i] for i in bad]
+        features = encoder(images)
+        if array is None:
+            shape = (len(names), *features.shape[1:])
+            array = np.lib.format.open_memmap(folder / "features.npy", mode="w+", dtype=np.float16, shape=shape)
+        array[b : b + len(chunk)] = features.numpy().astype(np.float16)
+    assert array is not None
+    array.flush()
+    cells = array.shape[1]
+    side = int(round(cells**0.5))
+    index = {
+        "encoder": asdict(spec),
+        "names": names,
+        "failed": failed,
+        "grid": [side, cells // side],
+        "seconds": time.perf_counter() - start,
+    }
+    (folder / "index.json").write_text(json.dumps(index))
+    return failed
+
+
 def cache_features(
     images_dir: Path, names: Sequence[str], spec: EncoderSpec, root: Path, batch_size: int = 32
 ) -> FeatureCache:
@@ -172,33 +200,15 @@ def cache_features(
         if set(names) <= set(cache.names):
             return cache
     root.mkdir(parents=True, exist_ok=True)
-    encoder = GridEncoder(spec)
     names = sorted(set(names))
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.cache_name}-", dir=root))
     try:
-        start, failed, array = time.perf_counter(), [], None
-        for b in range(0, len(names), batch_size):
-            chunk = names[b : b + batch_size]
-            images, bad = load_images([images_dir / n for n in chunk], spec.image_size)
-            failed += [chunk[i] for i in bad]
-            features = encoder(images)
-            if array is None:
-                shape = (len(names), *features.shape[1:])
-                array = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float16, shape=shape)
-            array[b : b + len(chunk)] = features.numpy().astype(np.float16)
-        assert array is not None
-        array.flush()
-        cells = array.shape[1]
-        side = int(round(cells**0.5))
-        index = {
-            "encoder": asdict(spec),
-            "names": names,
-            "failed": failed,
-            "grid": [side, cells // side],
-            "seconds": time.perf_counter() - start,
-        }
-        (tmp / "index.json").write_text(json.dumps(index))
-        del array
+        # The build (on the CPU) must leave the RNG as it found it, or a run that builds the cache would train
+        # from other random numbers than one that reuses it; the fixed seed inside makes a random-init encoder,
+        # and so its cache, the same in every run.
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(0)
+            failed = _encode_into(tmp, images_dir, names, spec, batch_size)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
