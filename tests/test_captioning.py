@@ -19,6 +19,7 @@ from conftest import QUIET, REPO, error_line
 from lit_mc.captioning import EncoderSpec, Flickr8kDataModule, ShowAttendTell
 from lit_mc.captioning.annotations import load_annotations, read_karpathy_json
 from lit_mc.captioning.decoding import beam_search
+from lit_mc.captioning.encoder import cache_features
 from lit_mc.captioning.metrics import coco_scores
 from lit_mc.captioning.toy import attention_in_box, box_coverage, write_toy_set
 from lit_mc.captioning.vocab import Vocabulary, clean_caption
@@ -190,6 +191,41 @@ def test_split_of_unreadable_images_is_an_error_at_setup(toy_copy: Path) -> None
     dm = Flickr8kDataModule(str(toy_copy), encoder=EncoderSpec("patches", None, 32, 8), cache_features=False)
     with pytest.warns(UserWarning, match="8 unreadable"), pytest.raises(LitMcError, match="no val image .* readable"):
         dm.setup("fit")
+
+
+_BUILD = """
+import os, signal, sys, time
+from pathlib import Path
+import lit_mc.captioning.encoder as enc
+real = enc.load_images
+def load(paths, size):
+    if sys.argv[1] == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    print("building", flush=True)
+    time.sleep(300)
+enc.load_images = load
+names = sorted(p.name for p in Path(sys.argv[2]).iterdir())
+enc.cache_features(Path(sys.argv[2]), names, enc.EncoderSpec("patches", None, 32, 8), Path(sys.argv[3]))
+"""
+
+
+def test_killed_cache_build_leaves_no_temporary_folder_behind(toy_root: Path, tmp_path: Path) -> None:
+    """A SIGKILLed build's hidden folder goes when the next build starts; a live concurrent build's stays."""
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")])}
+    build = [sys.executable, "-c", _BUILD]
+    killed = subprocess.run([*build, "die", str(toy_root / "Images"), str(cache)], env=env, timeout=120)
+    assert killed.returncode == -9
+    (left,) = [p for p in cache.iterdir() if p.name.startswith(".")]
+    live = subprocess.Popen([*build, "wait", str(toy_root / "Images"), str(cache)], env=env, stdout=subprocess.PIPE)
+    try:
+        assert live.stdout.readline() == b"building\n"
+        (running,) = [p for p in cache.iterdir() if p.name.startswith(".") and p != left]
+        cache_features(toy_root / "Images", ["toy_00000.jpg"], EncoderSpec("patches", None, 32, 8), cache)
+        assert not left.exists() and running.is_dir()
+    finally:
+        live.kill()
+        live.wait()
 
 
 # -- decoding -----------------------------------------------------------------------------------------------

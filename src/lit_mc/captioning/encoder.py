@@ -7,9 +7,11 @@ changes; so :func:`cache_features` runs the CNN over every image once per (encod
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 import warnings
@@ -157,6 +159,28 @@ def read_cache(directory: Path) -> FeatureCache:
     return FeatureCache(features, index["names"], index["failed"], tuple(index["grid"]))
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_abandoned_builds(root: Path) -> None:
+    """Delete the temporary folders of builds whose process is gone (a killed run leaves a Flickr8k-sized one).
+
+    A build's folder is named after its host and process id, so a build still running, here or on another machine
+    that shares the folder, is never touched.
+    """
+    for folder in root.glob(f".*.build-{glob.escape(socket.gethostname())}-*-*"):
+        pid = folder.name.rsplit("-", 2)[-2]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _encode_into(folder: Path, images_dir: Path, names: list[str], spec: EncoderSpec, batch_size: int) -> list[str]:
     """Write ``features.npy`` and ``index.json`` of ``names`` into ``folder``; return the unreadable images."""
     encoder = GridEncoder(spec)
@@ -191,8 +215,9 @@ def cache_features(
     """Encode every named image once into ``root/<encoder>/features.npy``, unless that cache already exists.
 
     The cache is built in a temporary folder beside its destination and renamed into place, so a killed run
-    never leaves a half-written cache behind. Unreadable images get a zero row, are listed in ``failed`` and are
-    reported in one warning (one corrupt JPEG among thousands should not end a run; its captions are dropped).
+    never leaves a half-written cache behind (the next build deletes its temporary folder). Unreadable images get
+    a zero row, are listed in ``failed`` and are reported in one warning (one corrupt JPEG among thousands should
+    not end a run; its captions are dropped).
     """
     target = cache_dir_for(root, spec)
     if (target / "index.json").is_file():
@@ -200,8 +225,9 @@ def cache_features(
         if set(names) <= set(cache.names):
             return cache
     root.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_builds(root)
     names = sorted(set(names))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.cache_name}-", dir=root))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.cache_name}.build-{socket.gethostname()}-{os.getpid()}-", dir=root))
     try:
         # The build (on the CPU) must leave the RNG as it found it, or a run that builds the cache would train
         # from other random numbers than one that reuses it; the fixed seed inside makes a random-init encoder,
