@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
@@ -160,7 +161,7 @@ def test_token_file_with_a_byte_order_mark_keeps_its_first_caption(toy_copy: Pat
     token = toy_copy / "Flickr8k_text" / "Flickr8k.token.txt"
     token.write_bytes(b"\xef\xbb\xbf" + token.read_bytes())
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", UserWarning)
         ann = load_annotations(toy_copy / "Images", token, toy_copy / "Flickr8k_text", None)
     assert len(ann.captions["toy_00000.jpg"]) == 5 and len(ann.splits["train"]) == 60
 
@@ -191,6 +192,45 @@ def test_split_of_unreadable_images_is_an_error_at_setup(toy_copy: Path) -> None
     dm = Flickr8kDataModule(str(toy_copy), encoder=EncoderSpec("patches", None, 32, 8), cache_features=False)
     with pytest.warns(UserWarning, match="8 unreadable"), pytest.raises(LitMcError, match="no val image .* readable"):
         dm.setup("fit")
+
+
+def test_repaired_image_is_encoded_again(toy_copy: Path, tmp_path: Path) -> None:
+    image = toy_copy / "Images" / "toy_00003.jpg"
+    good = image.read_bytes()
+    image.write_bytes(b"\xff\xd8 not really a jpeg")
+    spec, cache = EncoderSpec("patches", None, 32, 8), str(tmp_path / "cache")
+    with pytest.warns(UserWarning, match="1 unreadable image"):
+        Flickr8kDataModule(str(toy_copy), encoder=spec, cache_dir=cache).prepare_data()
+    image.write_bytes(good)
+    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        dm = Flickr8kDataModule(str(toy_copy), encoder=spec, cache_dir=cache)
+        dm.prepare_data()
+    dm.setup("fit")
+    assert "toy_00003.jpg" in dm.splits["train"] and len(dm.train_captions) == 60 * 5
+
+
+def test_feature_cache_follows_image_and_weights_file_contents(toy_copy: Path, tmp_path: Path) -> None:
+    import timm
+
+    images, names = toy_copy / "Images", [f"toy_{i:05d}.jpg" for i in range(4)]
+    patches = EncoderSpec("patches", None, 32, 8)
+    before = np.array(cache_features(images, names, patches, tmp_path / "cache").features)
+    shutil.copy(images / "toy_00004.jpg", images / "toy_00000.jpg")  # another picture under the same name
+    os.utime(images / "toy_00000.jpg", ns=(0, (images / "toy_00000.jpg").stat().st_mtime_ns + 10**9))
+    after = np.array(cache_features(images, names, patches, tmp_path / "cache").features)
+    assert not np.array_equal(before[0], after[0]) and np.array_equal(before[1:], after[1:])
+
+    features = []
+    for seed, folder in enumerate(("a", "b")):  # two weights files with the same stem
+        torch.manual_seed(seed)
+        (tmp_path / folder).mkdir()
+        torch.save(timm.create_model("test_efficientnet").state_dict(), tmp_path / folder / "weights.pt")
+        spec = EncoderSpec("test_efficientnet", str(tmp_path / folder / "weights.pt"), 32)
+        features.append(np.array(cache_features(images, names, spec, tmp_path / "cache").features))
+    fresh = cache_features(images, names, spec, tmp_path / "fresh").features
+    assert not np.array_equal(features[0], features[1]) and np.array_equal(features[1], fresh)
 
 
 _BUILD = """

@@ -2,12 +2,14 @@
 
 A captioner with a frozen encoder sees every training image once per epoch, but the encoder's answer never
 changes; so :func:`cache_features` runs the CNN over every image once per (encoder, image size) and stores a
-``(images, grid cells, channels)`` float16 array that decoder epochs read through a memory map.
+``(images, grid cells, channels)`` float16 array that decoder epochs read through a memory map. The cache is
+rebuilt when the weights file or an image file changes.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -181,8 +183,34 @@ def remove_abandoned_builds(root: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _encode_into(folder: Path, images_dir: Path, names: list[str], spec: EncoderSpec, batch_size: int) -> list[str]:
-    """Write ``features.npy`` and ``index.json`` of ``names`` into ``folder``; return the unreadable images."""
+def weights_digest(spec: EncoderSpec) -> str:
+    """The encoder's weights by content (SHA-256 of the file), so that another file of the same name is noticed."""
+    from lit_mc.models.pretrained import PACKAGED_WEIGHTS, packaged_weights_path
+
+    weights = spec.weights
+    if spec.backbone == "patches" or weights is None or weights.lower() in ("", "none", "null", "hub"):
+        return str(weights).lower()  # no file: no weights, seeded random ones, or timm's fixed hub file
+    path = packaged_weights_path(weights) if weights in PACKAGED_WEIGHTS else Path(weights)
+    if not path.is_file():
+        return "missing"  # matches no cache; building one then reports the missing file
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _file_stamp(path: Path) -> list[int]:
+    """Size and modification time: a replaced or repaired image gets new features (and another chance to decode)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return []  # cached as unreadable until it appears
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _encode_into(
+    folder: Path, images_dir: Path, names: list[str], spec: EncoderSpec, batch_size: int, key: dict
+) -> list[str]:
+    """Write ``features.npy`` and ``index.json`` (with ``key``, what the cache is valid for) of ``names`` into
+    ``folder``; return the unreadable images."""
     encoder = GridEncoder(spec)
     start, failed, array = time.perf_counter(), [], None
     for b in range(0, len(names), batch_size):
@@ -204,6 +232,7 @@ def _encode_into(folder: Path, images_dir: Path, names: list[str], spec: Encoder
         "failed": failed,
         "grid": [side, cells // side],
         "seconds": time.perf_counter() - start,
+        **key,
     }
     (folder / "index.json").write_text(json.dumps(index))
     return failed
@@ -212,7 +241,8 @@ def _encode_into(folder: Path, images_dir: Path, names: list[str], spec: Encoder
 def cache_features(
     images_dir: Path, names: Sequence[str], spec: EncoderSpec, root: Path, batch_size: int = 32
 ) -> FeatureCache:
-    """Encode every named image once into ``root/<encoder>/features.npy``, unless that cache already exists.
+    """Encode every named image once into ``root/<encoder>/features.npy``, unless a cache made with the same
+    weights (by content) of the same image files (by size and modification time) exists.
 
     The cache is built in a temporary folder beside its destination and renamed into place, so a killed run
     never leaves a half-written cache behind (the next build deletes its temporary folder). Unreadable images get
@@ -220,13 +250,15 @@ def cache_features(
     not end a run; its captions are dropped).
     """
     target = cache_dir_for(root, spec)
+    names = sorted(set(names))
+    key = {"weights": weights_digest(spec), "files": {n: _file_stamp(images_dir / n) for n in names}}
     if (target / "index.json").is_file():
-        cache = read_cache(target)
-        if set(names) <= set(cache.names):
-            return cache
+        index = json.loads((target / "index.json").read_text())
+        files = index.get("files", {})
+        if index.get("weights") == key["weights"] and all(files.get(n) == s for n, s in key["files"].items()):
+            return read_cache(target)
     root.mkdir(parents=True, exist_ok=True)
     remove_abandoned_builds(root)
-    names = sorted(set(names))
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.cache_name}.build-{socket.gethostname()}-{os.getpid()}-", dir=root))
     try:
         # The build (on the CPU) must leave the RNG as it found it, or a run that builds the cache would train
@@ -234,7 +266,7 @@ def cache_features(
         # and so its cache, the same in every run.
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(0)
-            failed = _encode_into(tmp, images_dir, names, spec, batch_size)
+            failed = _encode_into(tmp, images_dir, names, spec, batch_size, key)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
