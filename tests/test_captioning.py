@@ -233,6 +233,15 @@ def test_feature_cache_follows_image_and_weights_file_contents(toy_copy: Path, t
     assert not np.array_equal(features[0], features[1]) and np.array_equal(features[1], fresh)
 
 
+def test_feature_cache_build_says_what_it_caches(toy_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    names = [f"toy_{i:05d}.jpg" for i in range(10)]
+    cache_features(toy_root / "Images", names, EncoderSpec("patches", None, 32, 8), tmp_path / "cache")
+    out = capsys.readouterr().out
+    assert "caching patches" in out and "10 images" in out
+    cache_features(toy_root / "Images", names, EncoderSpec("patches", None, 32, 8), tmp_path / "cache")
+    assert "caching" not in capsys.readouterr().out  # reused: nothing to say
+
+
 _BUILD = """
 import os, signal, sys, time
 from pathlib import Path

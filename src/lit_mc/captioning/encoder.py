@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rich import get_console
+from rich.progress import MofNCompleteColumn, Progress
 from torch import nn
 
 from lit_mc.errors import LitMcError
@@ -213,15 +215,19 @@ def _encode_into(
     ``folder``; return the unreadable images."""
     encoder = GridEncoder(spec)
     start, failed, array = time.perf_counter(), [], None
-    for b in range(0, len(names), batch_size):
-        chunk = names[b : b + batch_size]
-        images, bad = load_images([images_dir / n for n in chunk], spec.image_size)
-        failed += [chunk[i] for i in bad]
-        features = encoder(images)
-        if array is None:
-            shape = (len(names), *features.shape[1:])
-            array = np.lib.format.open_memmap(folder / "features.npy", mode="w+", dtype=np.float16, shape=shape)
-        array[b : b + len(chunk)] = features.numpy().astype(np.float16)
+    columns = (*Progress.get_default_columns(), MofNCompleteColumn())  # Flickr8k takes minutes: show how far
+    with Progress(*columns, transient=True, disable=not get_console().is_terminal) as progress:
+        task = progress.add_task(f"encoding images with {spec.backbone}", total=len(names))
+        for b in range(0, len(names), batch_size):
+            chunk = names[b : b + batch_size]
+            images, bad = load_images([images_dir / n for n in chunk], spec.image_size)
+            failed += [chunk[i] for i in bad]
+            features = encoder(images)
+            if array is None:
+                shape = (len(names), *features.shape[1:])
+                array = np.lib.format.open_memmap(folder / "features.npy", mode="w+", dtype=np.float16, shape=shape)
+            array[b : b + len(chunk)] = features.numpy().astype(np.float16)
+            progress.advance(task, len(chunk))
     assert array is not None
     array.flush()
     cells = array.shape[1]
@@ -259,6 +265,7 @@ def cache_features(
             return read_cache(target)
     root.mkdir(parents=True, exist_ok=True)
     remove_abandoned_builds(root)
+    print(f"lit-mc: caching {spec.cache_name} features of {len(names)} images in {target} (later runs reuse them)")
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.cache_name}.build-{socket.gethostname()}-{os.getpid()}-", dir=root))
     try:
         # The build (on the CPU) must leave the RNG as it found it, or a run that builds the cache would train
