@@ -352,16 +352,16 @@ def test_overfit_one_batch_memorises_its_captions(model: str, toy_one_caption: P
     assert decoded == [dm.vocab.decode(caption.tolist()) for caption in captions]
 
 
-def test_fit_that_builds_the_feature_cache_ends_like_one_that_reuses_it(toy_root: Path, tmp_path: Path) -> None:
+def test_fit_that_builds_the_feature_cache_ends_like_one_that_reuses_it(toy_root: Path, in_tmp: Path) -> None:
     """Seeding does not depend on whether the cache was there: building it (a timm encoder) draws no random numbers."""
-    extra = ["--data.encoder.backbone=tf_efficientnet_lite0", f"--data.cache_dir={tmp_path / 'cache'}",
+    extra = ["--data.encoder.backbone=tf_efficientnet_lite0", f"--data.cache_dir={in_tmp / 'cache'}",
              "--trainer.logger=false", "--trainer.enable_checkpointing=false", "--trainer.callbacks=[]",
              "--trainer.limit_val_batches=0"]  # fmt: skip
     weights = []
     for _ in range(2):  # the first fit builds the cache, the second reuses it
         cli = run_lightning_cli(toy_args(toy_root, "show_and_tell", *extra))
         weights.append(cli.model.state_dict())
-    assert (tmp_path / "cache").is_dir()
+    assert (in_tmp / "cache").is_dir()
     for key, value in weights[0].items():
         assert torch.equal(value, weights[1][key]), key
 
