@@ -164,6 +164,7 @@ def read_cache(directory: Path) -> FeatureCache:
 
 
 def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (signal 0 asks without sending anything)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
