@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
@@ -19,6 +20,7 @@ from conftest import QUIET, REPO, error_line
 from lit_mc.captioning import EncoderSpec, Flickr8kDataModule, ShowAttendTell
 from lit_mc.captioning.annotations import load_annotations, read_karpathy_json
 from lit_mc.captioning.decoding import beam_search
+from lit_mc.captioning.encoder import cache_features
 from lit_mc.captioning.metrics import coco_scores
 from lit_mc.captioning.toy import attention_in_box, box_coverage, write_toy_set
 from lit_mc.captioning.vocab import Vocabulary, clean_caption
@@ -136,6 +138,145 @@ def test_corrupt_jpeg_is_skipped_counted_and_cached_features_match(toy_copy: Pat
     assert batch_c["references"] == batch_l["references"] and len(batch_c["references"][0]) == 5
 
 
+# -- caption data checks and the feature cache ---------------------------------------------------------------
+def _set_captions(toy: Path, image: str, captions: list[str]) -> None:
+    """Replace ``image``'s captions in the toy token file."""
+    token = toy / "Flickr8k_text" / "Flickr8k.token.txt"
+    lines = [line for line in token.read_text().splitlines() if not line.startswith(f"{image}#")]
+    token.write_text("\n".join([*lines, *(f"{image}#{k}\t{c}" for k, c in enumerate(captions))]) + "\n")
+
+
+def test_empty_captions_are_dropped_and_counted(toy_copy: Path) -> None:
+    _set_captions(toy_copy, "toy_00000.jpg", ["", " . ", "a red circle", "a red circle", "a red circle"])
+    _set_captions(toy_copy, "toy_00001.jpg", ["!"] * 5)  # nothing left: the image leaves its split
+    dm = Flickr8kDataModule(str(toy_copy), encoder=EncoderSpec("patches", None, 32, 8), cache_features=False)
+    with pytest.warns(UserWarning, match=r"7 x empty caption.*1 x train image without captions"):
+        dm.prepare_data()
+    dm.setup("fit")
+    assert "toy_00001.jpg" not in dm.splits["train"] and len(dm.words["toy_00000.jpg"]) == 3
+    assert len(dm.train_captions) == 58 * 5 + 3 and (dm.train_captions[:, 1] != dm.vocab.end).all()
+
+
+def test_token_file_with_a_byte_order_mark_keeps_its_first_caption(toy_copy: Path) -> None:
+    token = toy_copy / "Flickr8k_text" / "Flickr8k.token.txt"
+    token.write_bytes(b"\xef\xbb\xbf" + token.read_bytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        ann = load_annotations(toy_copy / "Images", token, toy_copy / "Flickr8k_text", None)
+    assert len(ann.captions["toy_00000.jpg"]) == 5 and len(ann.splits["train"]) == 60
+
+
+def test_all_captions_empty_is_one_line_before_training(
+    toy_copy: Path, capsys: pytest.CaptureFixture, in_tmp: Path
+) -> None:
+    token = toy_copy / "Flickr8k_text" / "Flickr8k.token.txt"
+    token.write_text("".join(f"{line.split(chr(9))[0]}\t.\n" for line in token.read_text().splitlines()))
+    line = error_line(capsys, toy_args(toy_copy, "show_and_tell"))
+    assert "every caption" in line and "empty" in line and "Flickr8k.token.txt" in line
+    assert not (in_tmp / "lightning_logs").exists()
+
+
+@pytest.mark.parametrize("split_file", ["Flickr_8k.devImages.txt", "Flickr_8k.testImages.txt"])
+def test_split_of_unknown_images_is_one_line_before_training(
+    split_file: str, toy_copy: Path, capsys: pytest.CaptureFixture, in_tmp: Path
+) -> None:
+    (toy_copy / "Flickr8k_text" / split_file).write_text("nope_1.jpg\nnope_2.jpg\n")
+    line = error_line(capsys, toy_args(toy_copy, "show_and_tell", "--test_after_fit=true"))
+    assert split_file in line and "2 images" in line
+    assert not (in_tmp / "lightning_logs").exists()
+
+
+def test_split_of_unreadable_images_is_an_error_at_setup(toy_copy: Path) -> None:
+    for i in range(60, 68):  # every validation image
+        (toy_copy / "Images" / f"toy_{i:05d}.jpg").write_bytes(b"not an image")
+    dm = Flickr8kDataModule(str(toy_copy), encoder=EncoderSpec("patches", None, 32, 8), cache_features=False)
+    with pytest.warns(UserWarning, match="8 unreadable"), pytest.raises(LitMcError, match="no val image .* readable"):
+        dm.setup("fit")
+
+
+def test_repaired_image_is_encoded_again(toy_copy: Path, tmp_path: Path) -> None:
+    image = toy_copy / "Images" / "toy_00003.jpg"
+    good = image.read_bytes()
+    image.write_bytes(b"\xff\xd8 not really a jpeg")
+    spec, cache = EncoderSpec("patches", None, 32, 8), str(tmp_path / "cache")
+    with pytest.warns(UserWarning, match="1 unreadable image"):
+        Flickr8kDataModule(str(toy_copy), encoder=spec, cache_dir=cache).prepare_data()
+    image.write_bytes(good)
+    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        dm = Flickr8kDataModule(str(toy_copy), encoder=spec, cache_dir=cache)
+        dm.prepare_data()
+    dm.setup("fit")
+    assert "toy_00003.jpg" in dm.splits["train"] and len(dm.train_captions) == 60 * 5
+
+
+def test_feature_cache_follows_image_and_weights_file_contents(toy_copy: Path, tmp_path: Path) -> None:
+    import timm
+
+    images, names = toy_copy / "Images", [f"toy_{i:05d}.jpg" for i in range(4)]
+    patches = EncoderSpec("patches", None, 32, 8)
+    before = np.array(cache_features(images, names, patches, tmp_path / "cache").features)
+    shutil.copy(images / "toy_00004.jpg", images / "toy_00000.jpg")  # another picture under the same name
+    os.utime(images / "toy_00000.jpg", ns=(0, (images / "toy_00000.jpg").stat().st_mtime_ns + 10**9))
+    after = np.array(cache_features(images, names, patches, tmp_path / "cache").features)
+    assert not np.array_equal(before[0], after[0]) and np.array_equal(before[1:], after[1:])
+
+    features = []
+    for seed, folder in enumerate(("a", "b")):  # two weights files with the same stem
+        torch.manual_seed(seed)
+        (tmp_path / folder).mkdir()
+        torch.save(timm.create_model("test_efficientnet").state_dict(), tmp_path / folder / "weights.pt")
+        spec = EncoderSpec("test_efficientnet", str(tmp_path / folder / "weights.pt"), 32)
+        features.append(np.array(cache_features(images, names, spec, tmp_path / "cache").features))
+    fresh = cache_features(images, names, spec, tmp_path / "fresh").features
+    assert not np.array_equal(features[0], features[1]) and np.array_equal(features[1], fresh)
+
+
+def test_feature_cache_build_says_what_it_caches(toy_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    names = [f"toy_{i:05d}.jpg" for i in range(10)]
+    cache_features(toy_root / "Images", names, EncoderSpec("patches", None, 32, 8), tmp_path / "cache")
+    out = capsys.readouterr().out
+    assert "caching patches" in out and "10 images" in out
+    cache_features(toy_root / "Images", names, EncoderSpec("patches", None, 32, 8), tmp_path / "cache")
+    assert "caching" not in capsys.readouterr().out  # reused: nothing to say
+
+
+_BUILD = """
+import os, signal, sys, time
+from pathlib import Path
+import lit_mc.captioning.encoder as enc
+real = enc.load_images
+def load(paths, size):
+    if sys.argv[1] == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    print("building", flush=True)
+    time.sleep(300)
+enc.load_images = load
+names = sorted(p.name for p in Path(sys.argv[2]).iterdir())
+enc.cache_features(Path(sys.argv[2]), names, enc.EncoderSpec("patches", None, 32, 8), Path(sys.argv[3]))
+"""
+
+
+def test_killed_cache_build_leaves_no_temporary_folder_behind(toy_root: Path, tmp_path: Path) -> None:
+    """A SIGKILLed build's hidden folder goes when the next build starts; a live concurrent build's stays."""
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")])}
+    build = [sys.executable, "-c", _BUILD]
+    killed = subprocess.run([*build, "die", str(toy_root / "Images"), str(cache)], env=env, timeout=120)
+    assert killed.returncode == -9
+    (left,) = [p for p in cache.iterdir() if p.name.startswith(".")]
+    live = subprocess.Popen([*build, "wait", str(toy_root / "Images"), str(cache)], env=env, stdout=subprocess.PIPE)
+    try:
+        assert b"building\n" in iter(live.stdout.readline, b"")  # it has made its temporary folder
+        (running,) = [p for p in cache.iterdir() if p.name.startswith(".") and p != left]
+        cache_features(toy_root / "Images", ["toy_00000.jpg"], EncoderSpec("patches", None, 32, 8), cache)
+        assert not left.exists() and running.is_dir()
+    finally:
+        live.kill()
+        live.wait()
+
+
 # -- decoding -----------------------------------------------------------------------------------------------
 class ScriptedDecoder:
     """Log-probabilities that make greedy decoding pick a worse caption than beam search.
@@ -209,6 +350,20 @@ def test_overfit_one_batch_memorises_its_captions(model: str, toy_one_caption: P
     cli.model.eval()
     decoded = cli.model.captions(batch["features"], beam_size=1)
     assert decoded == [dm.vocab.decode(caption.tolist()) for caption in captions]
+
+
+def test_fit_that_builds_the_feature_cache_ends_like_one_that_reuses_it(toy_root: Path, in_tmp: Path) -> None:
+    """Seeding does not depend on whether the cache was there: building it (a timm encoder) draws no random numbers."""
+    extra = ["--data.encoder.backbone=tf_efficientnet_lite0", f"--data.cache_dir={in_tmp / 'cache'}",
+             "--trainer.logger=false", "--trainer.enable_checkpointing=false", "--trainer.callbacks=[]",
+             "--trainer.limit_val_batches=0"]  # fmt: skip
+    weights = []
+    for _ in range(2):  # the first fit builds the cache, the second reuses it
+        cli = run_lightning_cli(toy_args(toy_root, "show_and_tell", *extra))
+        weights.append(cli.model.state_dict())
+    assert (in_tmp / "cache").is_dir()
+    for key, value in weights[0].items():
+        assert torch.equal(value, weights[1][key]), key
 
 
 class _EncoderSnapshot(L.Callback):

@@ -2,8 +2,8 @@
 
 Both layouts end as one :class:`Annotations`: image file name -> its raw captions, and the three splits as
 lists of image names. Problems that concern a single line or image (the token file's known stray line, a
-caption for an image that is not in the images folder) are counted and reported in one warning; a file that is
-not a caption file at all stops with a one-line :class:`LitMcError`.
+caption for an image that is not in the images folder, a caption with no words) are counted and reported in one
+warning; a file that is not a caption file at all stops with a one-line :class:`LitMcError`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lit_mc.captioning.vocab import clean_caption
 from lit_mc.errors import LitMcError
 
 SPLITS = ("train", "val", "test")
@@ -36,7 +37,7 @@ def _read_text(path: Path, what: str, fix: str) -> str:
     if not path.is_file():
         raise LitMcError(f"{what} {path} does not exist", fix)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # files saved by Windows editors start with a BOM
     except UnicodeDecodeError as e:
         raise LitMcError(f"{what} {path} is not UTF-8 text ({e.reason} at byte {e.start})", fix) from None
     if not text.strip():
@@ -91,26 +92,40 @@ def load_annotations(
         )
     if karpathy_json is not None:
         captions, splits = read_karpathy_json(karpathy_json)
+        caption_source, split_sources = karpathy_json, dict.fromkeys(SPLITS, karpathy_json)
     else:
         assert captions_file is not None and split_dir is not None
         captions = read_token_file(captions_file)
-        splits = {name: read_split_file(split_dir / OFFICIAL_SPLIT_FILES[name]) for name in SPLITS}
-    present = {p.name for p in images_dir.iterdir()}
+        split_sources = {name: split_dir / OFFICIAL_SPLIT_FILES[name] for name in SPLITS}
+        splits = {name: read_split_file(path) for name, path in split_sources.items()}
+        caption_source = captions_file
     skipped: dict[str, int] = {}
-    for name in [n for n in captions if n not in present]:
-        skipped["captioned image not in the images folder"] = (
-            skipped.get("captioned image not in the images folder", 0) + 1
+    # a caption of punctuation only would be a target that teaches the model to say nothing
+    total = sum(len(c) for c in captions.values())
+    captions = {name: words for name, c in captions.items() if (words := [x for x in c if clean_caption(x)])}
+    if not captions:
+        raise LitMcError(
+            f"every caption in {caption_source} is empty once punctuation is removed",
+            "use a caption file whose captions have words",
         )
-        del captions[name]
+    if empty := total - sum(len(c) for c in captions.values()):
+        skipped["empty caption"] = empty
+    present = {p.name for p in images_dir.iterdir()}
+    if missing := [n for n in captions if n not in present]:
+        skipped["captioned image not in the images folder"] = len(missing)
+        for name in missing:
+            del captions[name]
     for split, names in splits.items():
         kept = [n for n in names if n in captions]
+        if not kept:  # found now rather than as a traceback when that split is first evaluated
+            raise LitMcError(
+                f"{split_sources[split]} lists {len(names)} images for {split}, none of them in {images_dir} "
+                "with a caption",
+                "check that the split files, the caption file and the images folder belong to the same data set",
+            )
         if len(kept) < len(names):
             skipped[f"{split} image without captions or file"] = len(names) - len(kept)
         splits[split] = kept
-    if not splits["train"]:
-        raise LitMcError(
-            f"no training image of {images_dir} has a caption", "check that the split and caption files match"
-        )
     if skipped:
         details = "; ".join(f"{count} x {reason}" for reason, count in skipped.items())
         warnings.warn(f"Flickr8k: skipped {details}", stacklevel=2)

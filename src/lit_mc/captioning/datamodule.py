@@ -19,6 +19,7 @@ from lit_mc.captioning.annotations import Annotations, load_annotations
 from lit_mc.captioning.encoder import EncoderSpec, FeatureCache, GridEncoder, cache_features, check_spec, load_images
 from lit_mc.captioning.vocab import Vocabulary, clean_caption
 from lit_mc.data.batches import InMemoryBatches
+from lit_mc.errors import LitMcError
 
 
 class Flickr8kDataModule(L.LightningDataModule):
@@ -84,9 +85,10 @@ class Flickr8kDataModule(L.LightningDataModule):
         return sorted({name for names in annotations.splits.values() for name in names})
 
     def prepare_data(self) -> None:
-        """Build the feature cache once (every split's images), if the features are to be cached."""
+        """Check the caption files (warning once about what they skip) and build the feature cache of every split's
+        images, if the features are to be cached."""
+        annotations = self._annotations()
         if self.hparams.cache_features:
-            annotations = self._annotations()
             root = Path(self.hparams.cache_dir) if self.hparams.cache_dir else self.data_dir / "features"
             cache_features(self.data_dir / "Images", self._all_images(annotations), self.encoder_spec, root)
 
@@ -115,6 +117,10 @@ class Flickr8kDataModule(L.LightningDataModule):
                 warnings.warn(f"Flickr8k: {len(failed)} unreadable image(s) skipped", stacklevel=2)
             self.encoder = GridEncoder(self.encoder_spec)
         splits = {s: [n for n in ns if n not in failed] for s, ns in splits.items()}
+        if empty := [s for s, ns in splits.items() if not ns]:
+            raise LitMcError(
+                f"no {empty[0]} image of {self.data_dir / 'Images'} is readable", "replace the broken files"
+            )
         self.annotations, self.splits, self.row_of = annotations, splits, row
         self.names = self.cache.names if self.cache is not None else names  # image name of each row
         words = {n: [clean_caption(c) for c in annotations.captions[n]] for n in names}

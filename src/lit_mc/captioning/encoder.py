@@ -2,14 +2,18 @@
 
 A captioner with a frozen encoder sees every training image once per epoch, but the encoder's answer never
 changes; so :func:`cache_features` runs the CNN over every image once per (encoder, image size) and stores a
-``(images, grid cells, channels)`` float16 array that decoder epochs read through a memory map.
+``(images, grid cells, channels)`` float16 array that decoder epochs read through a memory map. The cache is
+rebuilt when the weights file or an image file changes.
 """
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 import warnings
@@ -20,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rich import get_console
+from rich.progress import MofNCompleteColumn, Progress
 from torch import nn
 
 from lit_mc.errors import LitMcError
@@ -157,26 +163,62 @@ def read_cache(directory: Path) -> FeatureCache:
     return FeatureCache(features, index["names"], index["failed"], tuple(index["grid"]))
 
 
-def cache_features(
-    images_dir: Path, names: Sequence[str], spec: EncoderSpec, root: Path, batch_size: int = 32
-) -> FeatureCache:
-    """Encode every named image once into ``root/<encoder>/features.npy``, unless that cache already exists.
-
-    The cache is built in a temporary folder beside its destination and renamed into place, so a killed run
-    never leaves a half-written cache behind. Unreadable images get a zero row, are listed in ``failed`` and are
-    reported in one warning (one corrupt JPEG among thousands should not end a run; its captions are dropped).
-    """
-    target = cache_dir_for(root, spec)
-    if (target / "index.json").is_file():
-        cache = read_cache(target)
-        if set(names) <= set(cache.names):
-            return cache
-    root.mkdir(parents=True, exist_ok=True)
-    encoder = GridEncoder(spec)
-    names = sorted(set(names))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.cache_name}-", dir=root))
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (signal 0 asks without sending anything)."""
     try:
-        start, failed, array = time.perf_counter(), [], None
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_abandoned_builds(root: Path) -> None:
+    """Delete the temporary folders of builds whose process is gone (a killed run leaves a Flickr8k-sized one).
+
+    A build's folder is named after its host and process id, so a build still running, here or on another machine
+    that shares the folder, is never touched.
+    """
+    for folder in root.glob(f".*.build-{glob.escape(socket.gethostname())}-*-*"):
+        pid = folder.name.rsplit("-", 2)[-2]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def weights_digest(spec: EncoderSpec) -> str:
+    """The encoder's weights by content (SHA-256 of the file), so that another file of the same name is noticed."""
+    from lit_mc.models.pretrained import PACKAGED_WEIGHTS, packaged_weights_path
+
+    weights = spec.weights
+    if spec.backbone == "patches" or weights is None or weights.lower() in ("", "none", "null", "hub"):
+        return str(weights).lower()  # no file: no weights, seeded random ones, or timm's fixed hub file
+    path = packaged_weights_path(weights) if weights in PACKAGED_WEIGHTS else Path(weights)
+    if not path.is_file():
+        return "missing"  # matches no cache; building one then reports the missing file
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _file_stamp(path: Path) -> list[int]:
+    """Size and modification time: a replaced or repaired image gets new features (and another chance to decode)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return []  # cached as unreadable until it appears
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _encode_into(
+    folder: Path, images_dir: Path, names: list[str], spec: EncoderSpec, batch_size: int, key: dict
+) -> list[str]:
+    """Write ``features.npy`` and ``index.json`` (with ``key``, what the cache is valid for) of ``names`` into
+    ``folder``; return the unreadable images."""
+    encoder = GridEncoder(spec)
+    start, failed, array = time.perf_counter(), [], None
+    columns = (*Progress.get_default_columns(), MofNCompleteColumn())  # Flickr8k takes minutes: show how far
+    with Progress(*columns, transient=True, disable=not get_console().is_terminal) as progress:
+        task = progress.add_task(f"encoding images with {spec.backbone}", total=len(names))
         for b in range(0, len(names), batch_size):
             chunk = names[b : b + batch_size]
             images, bad = load_images([images_dir / n for n in chunk], spec.image_size)
@@ -184,21 +226,55 @@ def cache_features(
             features = encoder(images)
             if array is None:
                 shape = (len(names), *features.shape[1:])
-                array = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float16, shape=shape)
+                array = np.lib.format.open_memmap(folder / "features.npy", mode="w+", dtype=np.float16, shape=shape)
             array[b : b + len(chunk)] = features.numpy().astype(np.float16)
-        assert array is not None
-        array.flush()
-        cells = array.shape[1]
-        side = int(round(cells**0.5))
-        index = {
-            "encoder": asdict(spec),
-            "names": names,
-            "failed": failed,
-            "grid": [side, cells // side],
-            "seconds": time.perf_counter() - start,
-        }
-        (tmp / "index.json").write_text(json.dumps(index))
-        del array
+            progress.advance(task, len(chunk))
+    assert array is not None
+    array.flush()
+    cells = array.shape[1]
+    side = int(round(cells**0.5))
+    index = {
+        "encoder": asdict(spec),
+        "names": names,
+        "failed": failed,
+        "grid": [side, cells // side],
+        "seconds": time.perf_counter() - start,
+        **key,
+    }
+    (folder / "index.json").write_text(json.dumps(index))
+    return failed
+
+
+def cache_features(
+    images_dir: Path, names: Sequence[str], spec: EncoderSpec, root: Path, batch_size: int = 32
+) -> FeatureCache:
+    """Encode every named image once into ``root/<encoder>/features.npy``, unless a cache made with the same
+    weights (by content) of the same image files (by size and modification time) exists.
+
+    The cache is built in a temporary folder beside its destination and renamed into place, so a killed run
+    never leaves a half-written cache behind (the next build deletes its temporary folder). Unreadable images get
+    a zero row, are listed in ``failed`` and are reported in one warning (one corrupt JPEG among thousands should
+    not end a run; its captions are dropped).
+    """
+    target = cache_dir_for(root, spec)
+    names = sorted(set(names))
+    key = {"weights": weights_digest(spec), "files": {n: _file_stamp(images_dir / n) for n in names}}
+    if (target / "index.json").is_file():
+        index = json.loads((target / "index.json").read_text())
+        files = index.get("files", {})
+        if index.get("weights") == key["weights"] and all(files.get(n) == s for n, s in key["files"].items()):
+            return read_cache(target)
+    root.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_builds(root)
+    print(f"lit-mc: caching {spec.cache_name} features of {len(names)} images in {target} (later runs reuse them)")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.cache_name}.build-{socket.gethostname()}-{os.getpid()}-", dir=root))
+    try:
+        # The build (on the CPU) must leave the RNG as it found it, or a run that builds the cache would train
+        # from other random numbers than one that reuses it; the fixed seed inside makes a random-init encoder,
+        # and so its cache, the same in every run.
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(0)
+            failed = _encode_into(tmp, images_dir, names, spec, batch_size, key)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
