@@ -38,7 +38,7 @@ def _fit(cwd: Path, data: Path, *extra: str, env: dict | None = None) -> subproc
         "--data.augment.crop_padding=2",
         *extra,
     ]
-    full_env = {**os.environ, "PYTHONPATH": str(REPO / "tests"), **(env or {})}
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")]), **(env or {})}
     return subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300)
 
 

@@ -245,7 +245,7 @@ def test_study_killed_mid_cell_resumes_without_losing_or_repeating_a_cell(cifar_
     path.write_text(yaml.safe_dump(body))
     cells = tmp_path / "results" / "studies" / "cells"
     command = [sys.executable, "-m", "lit_mc.cli", "study", "run", str(path)]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")])}
     killed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300,
                             env={**env, "KILL_CELLS_DIR": str(cells), "KILL_AFTER_CELLS": "1"})  # fmt: skip
     assert killed.returncode == -9, killed.stderr[-2000:]
