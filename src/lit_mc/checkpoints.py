@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,8 @@ def _read(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Unsupported global" in str(e) or "GLOBAL" in str(e):  # the file names code to import and call
-            line = next((s.strip() for s in str(e).splitlines() if "Unsupported global" in s), "")
-            culprit = line.split("GLOBAL", 1)[-1].split(" was not")[0].strip() or "an unknown global"
+            named = re.search(r"GLOBAL ([\w.]+)", str(e))
+            culprit = named.group(1) if named else "an unknown global"
             raise LitMcError(
                 f"refusing checkpoint {path}: loading it would import and run code ({culprit})",
                 "only load checkpoints written by `lit-mc fit`; lit-mc never unpickles code",

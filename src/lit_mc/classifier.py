@@ -105,6 +105,12 @@ class ImageClassifier(L.LightningModule):
 
     # ----------------------------------------------------------------------------------------------- set-up
     def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if hasattr(datamodule, "vocab"):  # a captioning data module (its vocabulary may still be empty)
+            raise LitMcError(
+                f"the data module {type(datamodule).__name__} is for captioning, not classification",
+                "use a classification config (configs/cifar10/*.yaml, a CIFAR10DataModule)",
+            )
         if stage != "fit":
             return  # validate/test/predict use the statistics restored from the checkpoint
         datamodule = getattr(self.trainer, "datamodule", None)

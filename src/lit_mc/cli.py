@@ -102,6 +102,7 @@ def run_cv_command(args: list[str]) -> None:
     if not Path(opts.config).is_file():
         raise LitMcError(f"config {opts.config} does not exist", "pass the path of a config under configs/")
     store = ResultsStore(opts.store or Path("results") / "cv" / Path(opts.config).stem)
+    store.check_writable()
     summary = CrossValidation(opts.config, opts.folds, overrides, store).run()
     table = Table(title=f"{opts.folds}-fold CV of {opts.config} {' '.join(overrides)}")
     for column in ("metric", "mean", "std", "95% CI", "per fold"):

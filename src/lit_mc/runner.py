@@ -36,7 +36,7 @@ from lit_mc.checkpoints import (
     refuse_other_model,
 )
 from lit_mc.errors import LitMcError
-from lit_mc.runs import claim_logger_folders, read_metrics_csv, release_if_unused
+from lit_mc.runs import check_writable, claim_logger_folders, read_metrics_csv, release_if_unused
 from lit_mc.settings import same_settings
 
 FIX_CONFIG = "check the option names and types with `lit-mc SUBCOMMAND --help` or `--print_config`"
@@ -130,6 +130,8 @@ class LitMcCLI(LightningCLI):
             ckpt = find_last_run(section)
             section.ckpt_path = str(ckpt)
             if subcommand == "fit":  # continue in the run's own folder, with its logged rows up to the ckpt
+                check_writable(ckpt.parent.parent)
+                check_writable(ckpt.parent)
                 section.trainer.logger.init_args["version"] = ckpt.parent.parent.name
                 self.kept_metrics = metrics_up_to(ckpt.parent.parent / "metrics.csv", checkpoint_epoch(ckpt))
             print(f"lit-mc: {'resuming' if subcommand == 'fit' else 'using'} {ckpt}")
@@ -194,6 +196,32 @@ def restore_metrics(trainer: L.Trainer, rows: list[dict[str, float]]) -> None:
             writer.metrics = [*rows, *writer.metrics]
 
 
+_SPECIAL = {"nan": ".nan", "inf": ".inf", "+inf": ".inf", "-inf": "-.inf", "infinity": ".inf"}
+
+
+def _yaml_special(word: str) -> str:
+    """``--x=nan`` / ``--x=inf`` as YAML's ``.nan`` / ``.inf``, so the value reaches the option's range check."""
+    key, sep, value = word.partition("=")
+    return f"{key}={_SPECIAL[value.lower()]}" if sep and key.startswith("--") and value.lower() in _SPECIAL else word
+
+
+def check_config_files(words: list[str]) -> None:
+    """An empty or non-mapping config file is named here; jsonargparse would only say "Unexpected config"."""
+    for i, word in enumerate(words):
+        path = word.split("=", 1)[1] if word.startswith("--config=") else None
+        if word in ("--config", "-c") and i + 1 < len(words):
+            path = words[i + 1]
+        if path is None or not Path(path).is_file():
+            continue
+        try:
+            content = yaml.safe_load(Path(path).read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise LitMcError(f"config {path} is not valid YAML ({type(e).__name__})", "fix the file's syntax") from None
+        if not isinstance(content, dict):
+            what = "empty" if content is None else f"a {type(content).__name__}, not a mapping of options"
+            raise LitMcError(f"config {path} is {what}", "write options such as `trainer:`, `model:`, `data:` in it")
+
+
 def _ckpt_path_argument(args: list[str]) -> str | None:
     for i, word in enumerate(args):
         if word.startswith("--ckpt_path="):
@@ -223,6 +251,9 @@ def run_lightning_cli(args: list[str] | None = None, run: bool = True) -> LitMcC
     With ``run=False`` the arguments carry no subcommand and the CLI only builds trainer, model and data.
     """
     words = sys.argv[1:] if args is None else args
+    check_config_files(words)
+    if any(_yaml_special(w) != w for w in words):  # `lr=nan` is a string to YAML; `.nan` is the number
+        words = args = [_yaml_special(w) for w in words]
     if (ckpt := _ckpt_path_argument(words)) is not None:
         check_checkpoint(ckpt)
         # without a config or a whole --model/--data, both come from the checkpoint; options such as

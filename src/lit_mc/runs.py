@@ -9,10 +9,13 @@ claiming the number by creating the folder gives each run its own, whatever the 
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import re
 from pathlib import Path
 from typing import Any
+
+from lit_mc.errors import LitMcError
 
 VERSION = re.compile(r"version_(\d+)$")
 FILE_LOGGERS = ("CSVLogger", "TensorBoardLogger")
@@ -24,7 +27,12 @@ def claim_run_dir(root: str | Path) -> Path:
     """Create and return ``root/version_N`` for the smallest free ``N`` above every existing one."""
     root = Path(root)
     missing = [p for p in (root, *root.parents) if not p.exists()]
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "Permission denied")
+    except OSError as e:
+        raise _unwritable(root, e) from None
     taken = [int(m.group(1)) for p in root.iterdir() if (m := VERSION.match(p.name))]
     number = max(taken, default=-1) + 1
     while True:
@@ -35,6 +43,21 @@ def claim_run_dir(root: str | Path) -> Path:
             return folder
         except FileExistsError:  # another process claimed it between the listing and now
             number += 1
+        except OSError as e:
+            raise _unwritable(root, e) from None
+
+
+def _unwritable(folder: Path, error: OSError) -> LitMcError:
+    return LitMcError(
+        f"cannot write run folders in {folder} ({error.strerror or error})",
+        "make it writable, or pass another folder with --trainer.logger.init_args.save_dir DIR",
+    )
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before training when a run would continue in a folder it cannot write (a resumed run, say)."""
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise LitMcError(f"run folder {folder} is not writable", "make it writable (chmod u+w) or copy the run")
 
 
 def _init_args(logger: Any) -> tuple[str, Any] | None:

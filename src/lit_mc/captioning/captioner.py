@@ -86,7 +86,11 @@ class CaptionModule(L.LightningModule):
             return  # built already, or being loaded from a checkpoint (on_load_checkpoint builds it)
         datamodule = getattr(self._trainer, "datamodule", None)
         if datamodule is None or getattr(datamodule, "vocab", None) is None:
-            raise LitMcError("the captioner has no vocabulary", "train with a Flickr8kDataModule or load a checkpoint")
+            what = f"the data module {type(datamodule).__name__} is not for captioning" if datamodule else "no data"
+            raise LitMcError(
+                f"the captioner has no vocabulary: {what}",
+                "use a captioning config (configs/flickr8k/*.yaml, a Flickr8kDataModule) or load a checkpoint",
+            )
         self._build(datamodule.vocab, datamodule.feature_dim)
         if self.hparams.encoder_blocks and self.encoder is None:
             if getattr(datamodule, "cache", None) is not None:

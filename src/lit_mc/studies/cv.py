@@ -174,7 +174,10 @@ class CrossValidation:
 
     def run(self) -> dict[str, Any]:
         """All folds (finished ones are read back), then the summary, written next to the cells."""
-        cells = [self.run_fold(fold) for fold in range(self.folds)]
+        cells = []
+        for fold in range(self.folds):  # a line per fold: each fold's own run shows its progress bar
+            print(f"lit-mc: cv of {self.config.name}, fold {fold + 1} of {self.folds}", flush=True)
+            cells.append(self.run_fold(fold))
         summary = {
             "config": str(self.config),
             "overrides": self.overrides,

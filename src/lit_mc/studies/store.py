@@ -12,12 +12,14 @@ import hashlib
 import json
 import os
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lit_mc.errors import LitMcError
 from lit_mc.io import atomic_write_text
 from lit_mc.settings import run_settings
 
@@ -59,6 +61,18 @@ class ResultsStore:
         self.root = Path(root)
         self.cells_dir = Path(cells_dir) if cells_dir is not None else self.root / "cells"
         self.locks_dir = self.cells_dir.parent / ".locks"
+
+    def check_writable(self) -> None:
+        """Fail before any cell trains when its results could not be stored."""
+        for folder in (self.root, self.cells_dir, self.locks_dir):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryFile(dir=folder):
+                    pass
+            except OSError as e:
+                raise LitMcError(
+                    f"cannot write results in {folder} ({e.strerror or e})", "make it writable or pass --store DIR"
+                ) from None
 
     def cell_path(self, key: str) -> Path:
         return self.cells_dir / f"{key}.json"

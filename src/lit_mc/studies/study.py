@@ -82,6 +82,19 @@ class Study:
         if unknown:
             raise LitMcError(f"study file {path} has unknown keys {unknown}", f"use only {sorted(known)}")
         raw.setdefault("name", path.stem)
+        if expectation is not None:
+            fields = set(Expectation.__dataclass_fields__)
+            if not isinstance(expectation, dict) or set(expectation) - fields or "setting" not in expectation:
+                raise LitMcError(
+                    f"study file {path}: expectation must be a mapping with `setting` (and `direction`), not "
+                    f"{expectation!r}",
+                    f"write expectation: {{setting: {{KEY: VALUE}}, direction: higher}} (keys: {sorted(fields)})",
+                )
+            if expectation.get("direction", "higher") not in ("higher", "lower"):
+                raise LitMcError(
+                    f"study file {path}: expectation direction {expectation['direction']!r} is not higher or lower",
+                    "write direction: higher or direction: lower (lower case)",
+                )
         study = cls(**raw, expectation=Expectation(**expectation) if expectation else None)
         if study.grid and study.cases:
             raise LitMcError(f"study {study.name} has both grid and cases", "keep one of them")
@@ -91,6 +104,17 @@ class Study:
             raise LitMcError(f"study {study.name}: every case must be a mapping of overrides", "write - {key: value}")
         if study.folds < 2:
             raise LitMcError(f"study {study.name}: folds={study.folds}", "use at least 2 folds for error bars")
+        settings = study.settings()
+        named = {"reference_setting": study.reference_setting}
+        if study.expectation is not None:
+            named["expectation setting"] = study.expectation.setting
+        for what, setting in named.items():  # checked now, not after the whole grid has trained
+            if setting is not None and setting not in settings:
+                raise LitMcError(f"study {study.name}: its {what} {setting} is not a grid point", "pick a grid point")
+        if study.expectation is not None and study.expectation.setting == (study.reference_setting or settings[0]):
+            raise LitMcError(
+                f"study {study.name}: the expectation's setting is the reference setting", "name another grid point"
+            )
         return study
 
     def settings(self) -> list[Setting]:
