@@ -468,3 +468,16 @@ def test_killed_captioner_resumes_to_the_same_weights(toy_root: Path, tmp_path: 
     assert sorted(p.name for p in runs[0].iterdir()) == sorted(p.name for p in runs[1].iterdir())
     best = [{k: s["best_model_path"] for k, s in f["callbacks"].items() if "best_model_path" in s} for f in final]
     assert best[0] == best[1]
+
+
+@pytest.mark.parametrize("given,expected", [(None, (5.0, "norm")), (0.25, (0.25, "value"))])
+def test_trainer_gradient_clip_val_applies_to_captioners(given: float | None, expected: tuple) -> None:
+    """The captioner's own ``grad_clip`` used to override (and so disable) ``--trainer.gradient_clip_val``."""
+    from lit_mc.captioning import ShowAndTell
+
+    module, calls = ShowAndTell(grad_clip=5.0), []
+    module.clip_gradients = lambda opt, gradient_clip_val=None, gradient_clip_algorithm=None: calls.append(
+        (gradient_clip_val, gradient_clip_algorithm)
+    )
+    module.configure_gradient_clipping(None, given, "value" if given is not None else None)
+    assert calls == [expected]

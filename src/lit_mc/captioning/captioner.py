@@ -35,7 +35,8 @@ class CaptionModule(L.LightningModule):
     Args:
         lr: Adam learning rate.
         weight_decay: AdamW weight decay (0: plain Adam).
-        grad_clip: gradient norm clipping (0: off); recurrent decoders like 5.
+        grad_clip: gradient norm clipping (0: off); recurrent decoders like 5. ``--trainer.gradient_clip_val``, when
+            given, takes its place.
         max_length: longest caption generated, in words.
         val_beam_size: beam size for the validation metrics (1 = greedy, the cheapest).
         test_beam_sizes: every beam size scored at test time (1 = greedy), e.g. ``[1, 3, 5]``.
@@ -177,8 +178,13 @@ class CaptionModule(L.LightningModule):
             return torch.optim.AdamW(groups, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         return torch.optim.Adam(groups, lr=self.hparams.lr)
 
-    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: Any = None, **kwargs: Any) -> None:
-        if self.hparams.grad_clip:
+    def configure_gradient_clipping(
+        self, optimizer: Any, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None
+    ) -> None:
+        """``--trainer.gradient_clip_val`` (and its algorithm) when given; else the model's ``grad_clip`` (norm)."""
+        if gradient_clip_val is not None:
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        elif self.hparams.grad_clip:
             self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
 
     # -- decoding -----------------------------------------------------------------------------------------
