@@ -406,6 +406,7 @@ def test_fine_tuning_the_encoder_refuses_cached_features(
 ) -> None:
     line = error_line(capsys, toy_args(toy_root, "show_attend_tell", *FINE_TUNE, "--data.cache_dir=cache"))
     assert "needs images" in line and "cache_features=false" in line
+    assert not (in_tmp / "lightning_logs").exists()  # the refusal leaves no run folder
 
 
 def test_checkpoint_carries_vocabulary_and_tests_without_config(toy_root: Path, in_tmp: Path) -> None:
@@ -426,6 +427,7 @@ def test_resume_with_another_vocabulary_is_refused(toy_root: Path, in_tmp: Path,
     ckpt = next(Path(cli.trainer.log_dir).glob("checkpoints/last.ckpt"))
     line = error_line(capsys, [*toy_args(toy_root, "show_and_tell", "--data.min_count=100"), f"--ckpt_path={ckpt}"])
     assert "vocabulary" in line and "differs" in line
+    assert [p.name for p in (in_tmp / "lightning_logs").iterdir()] == ["version_0"]  # the refusal left no folder
     line = error_line(capsys, [*toy_args(toy_root, "transformer"), f"--ckpt_path={ckpt}"])
     assert "holds a ShowAndTell, not the configured TransformerCaptioner" in line
 
