@@ -215,6 +215,9 @@ class CaptionModule(L.LightningModule):
             h, r = by_beam.setdefault(k, ([], []))
             h += hyps
             r += refs
+        if meteor and by_beam:  # METEOR runs a Java process: seconds to minutes, after the decoding bar has ended
+            sizes = ", ".join(str(k) for k in by_beam)
+            print(f"lit-mc: scoring the {prefix} captions of beam sizes {sizes} (BLEU, METEOR, ROUGE-L, CIDEr)")
         return {k: coco_scores(h, r, meteor=meteor) for k, (h, r) in by_beam.items()}
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
