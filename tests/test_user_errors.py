@@ -176,3 +176,18 @@ def _write_code_checkpoint() -> Path:
     path = Path(tempfile.mkdtemp()) / "x.ckpt"
     torch.save({"payload": Pickled()}, path)
     return path
+
+
+def test_resume_into_a_read_only_run_folder_is_one_line(world: Path, cifar_root: Path, capsys, monkeypatch) -> None:  # noqa: ANN001
+    """Root may write anywhere, so the read-only folder is simulated: ``os.access`` answers "no" for it."""
+    import lit_mc.runs
+
+    monkeypatch.chdir(world)
+    run = _last_ckpt(world).parents[1].resolve()
+    real_access = os.access
+    monkeypatch.setattr(lit_mc.runs.os, "access", lambda p, mode: Path(p).resolve() != run and real_access(p, mode))
+    before = _listing(world)
+    with pytest.raises(SystemExit):
+        main([*_fit(str(cifar_root)), "--ckpt_path=last"])
+    line = [x for x in capsys.readouterr().err.splitlines() if x.startswith("lit-mc: error:")][0]
+    assert "version_0 is not writable" in line and "Fix:" in line and _listing(world) == before
