@@ -175,5 +175,5 @@ def test_bad_split_arguments(cifar_root: Path) -> None:
         _setup(cifar_root, val_size=400)
     with pytest.raises(LitMcError, match="fold=5 of num_folds=5"):
         _setup(cifar_root, num_folds=5, fold=5)
-    with pytest.raises(LitMcError, match="not a fraction"):
+    with pytest.raises(LitMcError, match=r"subset=1.5 is out of range: it must be a count of images \(1 or more\)"):
         _setup(cifar_root, subset=1.5)
