@@ -19,6 +19,7 @@ from lit_mc.cli import main
 from lit_mc.errors import LitMcError
 from lit_mc.io import atomic_write_text
 from lit_mc.studies import CrossValidation, ResultsStore, Study, config_key, run_study, summarize
+from lit_mc.studies.cv import read_curves
 from lit_mc.studies.study import Expectation, compare_to_reference, verdict
 
 BASELINE = REPO / "configs" / "cifar10" / "baseline.yaml"
@@ -235,6 +236,9 @@ def test_study_on_a_local_ray_instance(cifar_root: Path, tmp_path: Path, monkeyp
         ray.shutdown()
     assert [row["cells"] for row in distributed["rows"]] == [row["cells"] for row in sequential["rows"]]
     assert [row["values"] for row in distributed["rows"]] == [row["values"] for row in sequential["rows"]]
+    ray_cells = ResultsStore(tmp_path / "ray").cells()
+    assert len({c["run_dir"] for c in ray_cells}) == 4  # each Ray task ran in a folder of its own
+    assert all(len(read_curves(Path(c["run_dir"]) / "metrics.csv")) == c["epochs"] for c in ray_cells)
 
 
 def test_study_killed_mid_cell_resumes_without_losing_or_repeating_a_cell(cifar_root: Path, tmp_path: Path) -> None:
