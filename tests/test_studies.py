@@ -36,13 +36,31 @@ def test_config_key_ignores_key_order() -> None:
     assert config_key({"a": 1, "b": [1, 2]}) == config_key({"b": [1, 2], "a": 1}) != config_key({"a": 2, "b": [1, 2]})
 
 
-def test_atomic_write_leaves_old_file_or_new_one(tmp_path: Path) -> None:
+def test_atomic_write_failing_midway_leaves_the_old_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills up halfway through the bytes: the old file is untouched and the half-written temporary goes."""
     path = tmp_path / "cell.json"
     atomic_write_text(path, "old")
+    new = json.dumps({"final": {"val_acc": 0.5}, "curves": list(range(500))})
+    during: list[dict[str, bytes]] = []
 
+    def half_then_disk_full(f, data) -> None:  # noqa: ANN001 - lit_mc.io._write_all's signature
+        f.write(bytes(data[: len(data) // 2]))
+        f.flush()
+        during.append({p.name: p.read_bytes() for p in tmp_path.iterdir()})
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("lit_mc.io._write_all", half_then_disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write_text(path, new)
+    # the write had begun: half the new bytes sat in a temporary file beside the target, the target still old
+    (files,) = during
+    temporary = [name for name in files if name != "cell.json"]
+    assert len(temporary) == 1 and files[temporary[0]] == new.encode()[: len(new) // 2] and files["cell.json"] == b"old"
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["cell.json"]
     with pytest.raises(TypeError):
-        atomic_write_text(path, 123)  # type: ignore[arg-type]  # fails mid-write
-    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["cell.json"]
+        atomic_write_text(path, 123)  # type: ignore[arg-type]
 
 
 @pytest.fixture()
