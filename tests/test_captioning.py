@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -16,12 +17,13 @@ import lightning as L
 import pytest
 import torch
 
+from cider_reference import cider_d
 from conftest import QUIET, REPO, error_line
 from lit_mc.captioning import EncoderSpec, Flickr8kDataModule, ShowAndTell, ShowAttendTell, TransformerCaptioner
 from lit_mc.captioning.annotations import load_annotations, read_karpathy_json
 from lit_mc.captioning.captioner import CaptionModule
 from lit_mc.captioning.decoding import beam_search
-from lit_mc.captioning.metrics import coco_scores
+from lit_mc.captioning.metrics import METRIC_NAMES, coco_scores
 from lit_mc.captioning.toy import attention_in_box, box_coverage, write_toy_set
 from lit_mc.captioning.vocab import SPECIALS, Vocabulary, clean_caption
 from lit_mc.cli import run_lightning_cli
@@ -311,12 +313,58 @@ def test_small_beams_keep_what_a_plain_beam_search_keeps(model: str, beam_size: 
             torch.testing.assert_close(decoded.attention[row, : len(caption)], attention[0], atol=1e-5, rtol=1e-4)
 
 
-def test_coco_scores_perfect_and_wrong() -> None:
-    refs = [["a dog runs on the grass", "a brown dog runs"], ["two people ride bikes", "people on bicycles"]]
-    perfect = coco_scores(["a dog runs on the grass", "two people ride bikes"], refs)
-    wrong = coco_scores(["a cat sleeps", ""], refs)
-    assert perfect["bleu4"] > 0.9 and perfect["meteor"] > 0.5 and perfect["cider"] > wrong["cider"]
-    assert wrong["bleu1"] < 0.3 and set(perfect) == {"bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider"}
+# Two images, worked by hand below: image 0's hypothesis matches its first reference up to "on", then says "grass"
+# where the reference says "the grass"; image 1's repeats "people" (clipped) and misses the rest.
+HYPOTHESES = ["a dog runs on grass", "people people ride"]
+REFERENCES = [["a dog runs on the grass", "a dog"], ["two people ride their bikes", "people ride bikes on the road"]]
+
+
+def test_bleu_rouge_and_cider_equal_the_hand_computed_values() -> None:
+    scores = coco_scores(HYPOTHESES, REFERENCES, meteor=False)
+    # BLEU (corpus level, as pycocoevalcap): clipped n-gram matches / hypothesis n-grams, summed over the images.
+    #   image 0: 1-grams 5/5; 2-grams 3/4 (not "on grass"); 3-grams 2/3; 4-grams 1/2 ("a dog runs on")
+    #   image 1: 1-grams 2/3 ("people" counts once); 2-grams 1/2 ("people ride"); 3-grams 0/1; 4-grams 0/0
+    precisions = [7 / 8, 4 / 6, 2 / 4, 1 / 2]
+    # brevity penalty: 8 hypothesis words against the closest reference lengths, 6 (of 6, 2) and 5 (of 5, 6)
+    brevity = math.exp(1 - 11 / 8)
+    for n in range(1, 5):  # BLEU-n: geometric mean of the first n precisions
+        expected = brevity * math.prod(precisions[:n]) ** (1 / n)
+        assert scores[f"bleu{n}"] == pytest.approx(expected, rel=1e-6), n  # 1e-9 epsilons in pycocoevalcap
+
+    # ROUGE-L: per image the best LCS precision and the best LCS recall over its references (each may come from
+    # another reference), F with beta = 1.2, mean over images.
+    #   image 0: LCS 5 with the first reference (precision 5/5, recall 5/6), 2 with "a dog" (2/5, 2/2)
+    #   image 1: LCS 2 ("people ride") with both: precisions 2/3, recalls 2/5 and 2/6
+    def f(precision: float, recall: float) -> float:
+        return (1 + 1.2**2) * precision * recall / (recall + 1.2**2 * precision)
+
+    assert scores["rouge_l"] == pytest.approx((f(1, 1) + f(2 / 3, 2 / 5)) / 2, rel=1e-9)
+
+    # CIDEr-D: the mean per-image value of the reference implementation written from the definition
+    per_image = cider_d(HYPOTHESES, REFERENCES)
+    assert scores["cider"] == pytest.approx(sum(per_image) / 2, rel=1e-9) and per_image[0] > per_image[1] > 0
+
+
+def test_cider_reference_by_hand_on_one_word() -> None:
+    """The CIDEr reference itself on cases small enough to do by hand: one-word captions of two images, so only
+    the 1-gram term counts (the 2..4-gram terms are 0) and CIDEr = 10 * (mean over references of the 1-gram
+    cosine) / 4, no length penalty. A word in the references of one image has idf log 2 - log 1; a word in both
+    images' references has idf log 2 - log 2 = 0, which makes its vectors zero and its cosine 0."""
+    assert cider_d(["dog", "cat"], [["dog"], ["cat", "cow"]]) == pytest.approx([10 * 1 / 4, 10 * (1 + 0) / 2 / 4])
+    assert cider_d(["dog", "cat"], [["dog"], ["cat", "dog"]]) == pytest.approx([0.0, 10 * (1 + 0) / 2 / 4])
+
+
+def test_meteor_by_hand_names_and_empty_captions() -> None:
+    """METEOR 1.5 (its Java jar) on one caption whose words are all content words and all matched in one chunk:
+    precision 1, recall 3/4, Fmean = P R / (0.85 P + 0.15 R), fragmentation penalty 0.6 (chunks / matches) ** 0.2
+    (the English parameters alpha 0.85, beta 0.2, gamma 0.6); a caption equal to its reference scores 1."""
+    scores = coco_scores(["brown dog runs"], [["brown dog runs fast"]])
+    fmean = 1 * 0.75 / (0.85 * 1 + 0.15 * 0.75)
+    assert set(scores) == set(METRIC_NAMES) and scores["meteor"] == pytest.approx(fmean * (1 - 0.6 * (1 / 3) ** 0.2))
+    assert coco_scores(["a dog runs"], [["a dog runs"]])["meteor"] == pytest.approx(1.0)
+    # an empty hypothesis is scored as the one unknown word "unk" (METEOR's process would wait for ever on "")
+    refs = [["a dog runs"], ["two people ride bikes"]]
+    assert coco_scores(["a dog", ""], refs, meteor=False) == coco_scores(["a dog", "unk"], refs, meteor=False)
 
 
 # -- the captioners -----------------------------------------------------------------------------------------
