@@ -3,7 +3,9 @@ checkpoints that carry their vocabulary, attention maps and their in-box measure
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -16,14 +18,16 @@ import numpy as np
 import pytest
 import torch
 
+from cider_reference import cider_d
 from conftest import QUIET, REPO, error_line
-from lit_mc.captioning import EncoderSpec, Flickr8kDataModule, ShowAttendTell
+from lit_mc.captioning import EncoderSpec, Flickr8kDataModule, ShowAndTell, ShowAttendTell, TransformerCaptioner
 from lit_mc.captioning.annotations import load_annotations, read_karpathy_json
+from lit_mc.captioning.captioner import CaptionModule
 from lit_mc.captioning.decoding import beam_search
 from lit_mc.captioning.encoder import cache_features
 from lit_mc.captioning.metrics import coco_scores
 from lit_mc.captioning.toy import attention_in_box, box_coverage, write_toy_set
-from lit_mc.captioning.vocab import Vocabulary, clean_caption
+from lit_mc.captioning.vocab import SPECIALS, Vocabulary, clean_caption
 from lit_mc.cli import run_lightning_cli
 from lit_mc.errors import LitMcError
 
@@ -310,29 +314,199 @@ def test_beam_search_beats_greedy_on_a_scripted_decoder() -> None:
     assert (beam.tokens == beam.tokens[0]).all()  # every image of the batch decoded alike
 
 
-@pytest.mark.parametrize("beam_size", [1, 3])
-def test_batched_beam_search_equals_one_image_at_a_time(beam_size: int) -> None:
+TINY = Vocabulary(SPECIALS + ("a", "b"))  # 6 tokens; a caption: up to max_length of the 5 others, then <end>
+CAPTIONERS = {  # small enough to score every caption
+    "show_and_tell": (ShowAndTell, {"embed_dim": 8, "hidden_dim": 16}),
+    "show_attend_tell": (ShowAttendTell, {"embed_dim": 8, "hidden_dim": 16, "attention_dim": 8}),
+    "transformer": (TransformerCaptioner, {"d_model": 16, "heads": 2, "layers": 2, "ff_dim": 32}),
+}
+
+
+def tiny_captioner(model: str, max_length: int, length_penalty: float, end_bias: float = 0.0) -> CaptionModule:
+    """A random captioner on the tiny vocabulary, in eval mode, with peaked next-word distributions (so that the
+    captions' scores lie far apart) and ``end_bias`` added to the logit of ``<end>``."""
     torch.manual_seed(0)
-    module = ShowAttendTell(embed_dim=16, hidden_dim=32, attention_dim=16)
-    module._build(Vocabulary.build([["a", "b", "c", "d"]], min_count=1), feature_dim=12)
+    cls, sizes = CAPTIONERS[model]
+    module = cls(**sizes, max_length=max_length, length_penalty=length_penalty)
+    module._build(TINY, feature_dim=6)
     module.eval()
-    features = torch.randn(5, 9, 12)
-    batched = module.generate(features, beam_size)
-    for i in range(5):
-        single = module.generate(features[i : i + 1], beam_size)
-        length = int((single.tokens[0] != 0).sum())
-        assert single.tokens[0, :length].tolist() == batched.tokens[i, :length].tolist()
-        assert single.scores[0].item() == pytest.approx(batched.scores[i].item(), abs=1e-5)
-    assert batched.attention is not None and batched.attention.shape[-1] == 9
-    torch.testing.assert_close(batched.attention.sum(-1), torch.ones(batched.attention.shape[:2]))
+    with torch.no_grad():
+        module.decoder.out.weight.mul_(3.0)
+        module.decoder.out.bias[TINY.end] += end_bias
+    return module
 
 
-def test_coco_scores_perfect_and_wrong() -> None:
-    refs = [["a dog runs on the grass", "a brown dog runs"], ["two people ride bikes", "people on bicycles"]]
-    perfect = coco_scores(["a dog runs on the grass", "two people ride bikes"], refs)
-    wrong = coco_scores(["a cat sleeps", ""], refs)
-    assert perfect["bleu4"] > 0.9 and perfect["meteor"] > 0.5 and perfect["cider"] > wrong["cider"]
-    assert wrong["bleu1"] < 0.3 and set(perfect) == {"bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider"}
+Caption = tuple[int, ...]
+
+
+def caption_log_probs(
+    decoder: torch.nn.Module, image: torch.Tensor, captions: list[Caption]
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Total log-probability of each caption (its tokens after ``<start>``, ``<end>`` included) for one image, and
+    the attention of each step, by the decoder's teacher-forced ``forward`` (not the ``step`` that beam search uses)."""
+    lengths = torch.tensor([len(c) for c in captions])
+    inputs = torch.full((len(captions), int(lengths.max())), TINY.pad)
+    targets = inputs.clone()
+    for row, caption in enumerate(captions):
+        inputs[row, : len(caption)] = torch.tensor([TINY.start, *caption[:-1]])
+        targets[row, : len(caption)] = torch.tensor(caption)
+    with torch.no_grad():
+        logits, attention = decoder(image.expand(len(captions), -1, -1), inputs)
+    picked = logits.log_softmax(-1).gather(2, targets.unsqueeze(2)).squeeze(2)
+    return (picked * (torch.arange(inputs.shape[1]) < lengths.unsqueeze(1))).sum(1), attention
+
+
+def every_caption(max_length: int) -> list[Caption]:
+    """Every caption beam search may return: ``n <= max_length`` tokens other than ``<end>`` (``<pad>``, ``<start>``
+    and ``<unk>`` included: the decoders do not forbid them), then ``<end>``."""
+    others = [t for t in range(len(TINY)) if t != TINY.end]
+    return [(*words, TINY.end) for n in range(max_length + 1) for words in itertools.product(others, repeat=n)]
+
+
+def brute_force_best(
+    decoder: torch.nn.Module, features: torch.Tensor, max_length: int, length_penalty: float
+) -> list[tuple[Caption, float]]:
+    """Per image, the caption of highest log-probability / length ** length_penalty (length counting ``<end>``),
+    and that score, by scoring every caption."""
+    captions, best = every_caption(max_length), []
+    for image in features:
+        totals, _ = caption_log_probs(decoder, image[None], captions)
+        scores = totals / torch.tensor([float(len(c)) for c in captions]) ** length_penalty
+        top = scores.topk(2)
+        assert top.values[0] - top.values[1] > 1e-4  # no near-tie: the best caption is well defined
+        best.append((captions[int(top.indices[0])], float(top.values[0])))
+    return best
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize(
+    ("length_penalty", "end_bias"),
+    [(0.0, 0.0), (1.0, 0.0), (0.7, -4.0)],
+    ids=["raw-sum", "mean-per-word", "cut-at-max-length"],
+)
+def test_exhaustive_beam_search_finds_the_brute_force_best_caption(
+    model: str, length_penalty: float, end_bias: float
+) -> None:
+    """With a beam for every possible caption, beam search is exact: for each image of a batch it returns the
+    caption that scoring all 156 captions of up to 3 words finds best, and that caption's normalised score."""
+    max_length = 3
+    module = tiny_captioner(model, max_length, length_penalty, end_bias)
+    features = torch.randn(3, 4, 6, generator=torch.Generator().manual_seed(1))
+    best = brute_force_best(module.decoder, features, max_length, length_penalty)
+    decoded = module.generate(features, beam_size=len(every_caption(max_length)))
+    for row, (caption, score) in enumerate(best):
+        tokens = decoded.tokens[row].tolist()
+        assert tokens[: len(caption)] == list(caption) and set(tokens[len(caption) :]) <= {TINY.pad}
+        assert float(decoded.scores[row]) == pytest.approx(score, abs=1e-5)
+    lengths = [len(caption) - 1 for caption, _ in best]
+    if end_bias:  # the scenario tests the cut: every best caption runs to max_length words, then <end>
+        assert lengths == [max_length] * len(best)
+    elif length_penalty:  # ... and the penalty: it changes the best caption of some image
+        assert best != brute_force_best(module.decoder, features, max_length, 0.0)
+
+
+def reference_beam_search(
+    decoder: torch.nn.Module, image: torch.Tensor, k: int, max_length: int, penalty: float
+) -> tuple[Caption, float]:
+    """Beam search written plainly for one image: keep the ``k`` best (caption, total log-probability) by total,
+    finished captions competing unchanged; at the last step only ``<end>``; at the end, pick by total / length **
+    ``penalty``. Next-word log-probabilities from the teacher-forced forward pass."""
+    beams: list[tuple[Caption, float]] = [((), 0.0)]
+    for step in range(max_length + 1):
+        candidates = []
+        for caption, total in beams:
+            if caption and caption[-1] == TINY.end:
+                candidates.append((caption, total))
+                continue
+            with torch.no_grad():
+                logits, _ = decoder(image[None], torch.tensor([[TINY.start, *caption]]))
+            log_probs = logits[0, -1].log_softmax(-1).tolist()
+            for token in [TINY.end] if step == max_length else range(len(TINY)):
+                candidates.append(((*caption, token), total + log_probs[token]))
+        candidates.sort(key=lambda c: c[1], reverse=True)
+        if len(candidates) > k:
+            assert candidates[k - 1][1] - candidates[k][1] > 1e-5  # no near-tie at the cut
+        beams = candidates[:k]
+        if all(caption[-1] == TINY.end for caption, _ in beams):
+            break
+    caption, total = max(beams, key=lambda c: c[1] / len(c[0]) ** penalty)
+    return caption, total / len(caption) ** penalty
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("beam_size", [1, 2, 3])
+def test_small_beams_keep_what_a_plain_beam_search_keeps(model: str, beam_size: int) -> None:
+    """Beams too small to be exact, batched over 3 images: the caption, score and attention of a per-image beam
+    search written plainly (greedy decoding at beam size 1)."""
+    max_length, penalty = 4, 0.5
+    module = tiny_captioner(model, max_length, penalty, end_bias=-1.0)
+    features = torch.randn(3, 4, 6, generator=torch.Generator().manual_seed(2))
+    decoded = module.generate(features, beam_size)
+    for row, image in enumerate(features):
+        caption, score = reference_beam_search(module.decoder, image, beam_size, max_length, penalty)
+        tokens = decoded.tokens[row].tolist()
+        assert tokens[: len(caption)] == list(caption) and set(tokens[len(caption) :]) <= {TINY.pad}
+        assert float(decoded.scores[row]) == pytest.approx(score, abs=1e-5)
+        _, attention = caption_log_probs(module.decoder, image[None], [caption])
+        if model == "show_and_tell":
+            assert decoded.attention is None and attention is None
+        else:  # the attention of each step of the returned caption, followed through the beams' reordering
+            torch.testing.assert_close(decoded.attention[row, : len(caption)], attention[0], atol=1e-5, rtol=1e-4)
+
+
+# Two images, worked by hand below: image 0's hypothesis matches its first reference up to "on", then says "grass"
+# where the reference says "the grass"; image 1's repeats "people" (clipped) and misses the rest.
+HYPOTHESES = ["a dog runs on grass", "people people ride"]
+REFERENCES = [["a dog runs on the grass", "a dog"], ["two people ride their bikes", "people ride bikes on the road"]]
+
+
+def test_bleu_rouge_and_cider_equal_the_hand_computed_values() -> None:
+    scores = coco_scores(HYPOTHESES, REFERENCES, meteor=False)
+    # BLEU (corpus level, as pycocoevalcap): clipped n-gram matches / hypothesis n-grams, summed over the images.
+    #   image 0: 1-grams 5/5; 2-grams 3/4 (not "on grass"); 3-grams 2/3; 4-grams 1/2 ("a dog runs on")
+    #   image 1: 1-grams 2/3 ("people" counts once); 2-grams 1/2 ("people ride"); 3-grams 0/1; 4-grams 0/0
+    precisions = [7 / 8, 4 / 6, 2 / 4, 1 / 2]
+    # brevity penalty: 8 hypothesis words against the closest reference lengths, 6 (of 6, 2) and 5 (of 5, 6)
+    brevity = math.exp(1 - 11 / 8)
+    for n in range(1, 5):  # BLEU-n: geometric mean of the first n precisions
+        expected = brevity * math.prod(precisions[:n]) ** (1 / n)
+        assert scores[f"bleu{n}"] == pytest.approx(expected, rel=1e-6), n  # 1e-9 epsilons in pycocoevalcap
+
+    # ROUGE-L: per image the best LCS precision and the best LCS recall over its references (each may come from
+    # another reference), F with beta = 1.2, mean over images.
+    #   image 0: LCS 5 with the first reference (precision 5/5, recall 5/6), 2 with "a dog" (2/5, 2/2)
+    #   image 1: LCS 2 ("people ride") with both: precisions 2/3, recalls 2/5 and 2/6
+    def f(precision: float, recall: float) -> float:
+        return (1 + 1.2**2) * precision * recall / (recall + 1.2**2 * precision)
+
+    assert scores["rouge_l"] == pytest.approx((f(1, 1) + f(2 / 3, 2 / 5)) / 2, rel=1e-9)
+
+    # CIDEr-D: the mean per-image value of the reference implementation written from the definition
+    per_image = cider_d(HYPOTHESES, REFERENCES)
+    assert scores["cider"] == pytest.approx(sum(per_image) / 2, rel=1e-9) and per_image[0] > per_image[1] > 0
+
+
+def test_cider_reference_by_hand_on_one_word() -> None:
+    """The CIDEr reference itself on cases small enough to do by hand: one-word captions of two images, so only
+    the 1-gram term counts (the 2..4-gram terms are 0) and CIDEr = 10 * (mean over references of the 1-gram
+    cosine) / 4, no length penalty. A word in the references of one image has idf log 2 - log 1; a word in both
+    images' references has idf log 2 - log 2 = 0, which makes its vectors zero and its cosine 0."""
+    assert cider_d(["dog", "cat"], [["dog"], ["cat", "cow"]]) == pytest.approx([10 * 1 / 4, 10 * (1 + 0) / 2 / 4])
+    assert cider_d(["dog", "cat"], [["dog"], ["cat", "dog"]]) == pytest.approx([0.0, 10 * (1 + 0) / 2 / 4])
+
+
+def test_meteor_by_hand_names_and_empty_captions() -> None:
+    """METEOR 1.5 (its Java jar) on one caption whose words are all content words and all matched in one chunk:
+    precision 1, recall 3/4, Fmean = P R / (0.85 P + 0.15 R), fragmentation penalty 0.6 (chunks / matches) ** 0.2
+    (the English parameters alpha 0.85, beta 0.2, gamma 0.6); a caption equal to its reference scores 1."""
+    scores = coco_scores(["brown dog runs"], [["brown dog runs fast"]])
+    fmean = 1 * 0.75 / (0.85 * 1 + 0.15 * 0.75)
+    assert scores["meteor"] == pytest.approx(fmean * (1 - 0.6 * (1 / 3) ** 0.2))
+    assert set(scores) == {"bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider"}
+    assert coco_scores(["a dog runs"], [["a dog runs"]])["meteor"] == pytest.approx(1.0)
+    # an empty hypothesis is scored as the one unknown word "unk" (METEOR's process would wait for ever on "")
+    refs = [["a dog runs"], ["two people ride bikes"]]
+    assert coco_scores(["a dog", ""], refs, meteor=False) == coco_scores(["a dog", "unk"], refs, meteor=False)
 
 
 # -- the captioners -----------------------------------------------------------------------------------------

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
-from conftest import QUIET, REPO, baseline_fit, error_line
+from conftest import CLASSES, QUIET, REPO, baseline_fit, error_line
 from lit_mc.cli import main, run_lightning_cli
 from lit_mc.runner import condense_parser_error
 
@@ -19,15 +22,32 @@ BASELINE = str(REPO / "configs" / "cifar10" / "baseline.yaml")
 
 
 def test_fit_then_test_writes_a_run(cifar_root: Path, in_tmp: Path) -> None:
-    cli = run_lightning_cli(baseline_fit(cifar_root, "--trainer.max_epochs=2"))
+    adam = ["--model.init_args.optimizer=adam", "--model.init_args.lr=0.001"]  # 2 epochs: not one class for all
+    cli = run_lightning_cli(baseline_fit(cifar_root, "--trainer.max_epochs=2", *adam))
     run = Path(cli.trainer.log_dir)
     assert (run / "config.yaml").is_file() and (run / "metrics.csv").is_file()
     assert (run / "confusion_matrix.png").is_file()  # test_after_fit ran on the best checkpoint
-    report = json.loads((run / "test_metrics.json").read_text())
-    assert report["metrics"]["test_acc"] == pytest.approx(float(cli.trainer.callback_metrics["test_acc"]))
-    assert sum(map(sum, report["confusion"])) == 40 and "test_acc_cat" in report["metrics"]
-    assert "test_acc" in cli.trainer.callback_metrics
     assert any((run / "checkpoints").glob("best-*.ckpt")) and (run / "checkpoints" / "last.ckpt").is_file()
+    report = json.loads((run / "test_metrics.json").read_text())
+
+    # the test metrics against scikit-learn on the same checkpoint's saved predictions and the fixture's labels
+    best = cli.trainer.checkpoint_callback.best_model_path
+    predict = run_lightning_cli(
+        ["predict", "--config", BASELINE, *adam, f"--ckpt_path={best}", f"--data.data_dir={cifar_root}", *QUIET]
+    )
+    with (Path(predict.trainer.log_dir) / "predictions.csv").open() as f:
+        predicted = [int(row["pred"]) for row in csv.DictReader(f)]
+    with (cifar_root / "cifar-10-batches-py" / "test_batch").open("rb") as f:
+        labels = pickle.load(f)["labels"]
+    assert len(predicted) == len(labels) == 40 and len(set(predicted)) > 1  # not one class for every image
+    metrics, classes = report["metrics"], list(range(10))
+    assert metrics["test_acc"] == pytest.approx(accuracy_score(labels, predicted), abs=1e-6)
+    macro_f1 = f1_score(labels, predicted, labels=classes, average="macro", zero_division=0)
+    assert metrics["test_f1"] == pytest.approx(macro_f1, abs=1e-6)
+    per_class = recall_score(labels, predicted, labels=classes, average=None, zero_division=0)  # accuracy per class
+    assert [metrics[f"test_acc_{name}"] for name in CLASSES] == pytest.approx(per_class.tolist(), abs=1e-6)
+    assert report["class_names"] == CLASSES
+    assert report["confusion"] == confusion_matrix(labels, predicted, labels=classes).tolist()  # rows: true class
 
 
 def test_saved_config_reproduces_the_run(cifar_root: Path, in_tmp: Path) -> None:

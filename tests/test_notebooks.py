@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import sys
@@ -10,7 +11,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from cider_reference import cider_d
 from conftest import QUIET, REPO, baseline_fit
+from lit_mc.captioning.vocab import clean_caption
 from lit_mc.cli import main
 
 sys.path.insert(0, str(REPO / "notebooks"))
@@ -80,7 +83,26 @@ def test_captioning_notebook_runs_on_fixture_results(tmp_path: Path, monkeypatch
     cli = run_lightning_cli(args)
     results = tmp_path / "results"
     summary = analyse_run(Path(cli.trainer.log_dir), toy, results / "flickr8k" / "show_attend_tell", examples=2)
-    assert len(summary["best"]) == 2 and summary["best"][0]["cider"] >= summary["worst"][0]["cider"]
+    # every test caption's CIDEr-D recomputed independently (tests/cider_reference.py), from the run's captions and
+    # the caption file: the stored examples are the two best and two worst, with their captions, references, scores
+    with (Path(cli.trainer.log_dir) / "captions.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["beam_size"] == "1"]
+    generated = {cli.datamodule.names[int(r["row"])]: r["caption"] for r in rows}
+    references: dict[str, list[str]] = {}
+    for line in (toy / "Flickr8k_text" / "Flickr8k.token.txt").read_text().splitlines():
+        image, caption = line.split("\t")
+        references.setdefault(image.split("#")[0], []).append(" ".join(clean_caption(caption)))
+    images = sorted(generated)
+    cider = dict(zip(images, cider_d([generated[i] for i in images], [references[i] for i in images]), strict=True))
+    ranked = sorted(cider.values(), reverse=True)
+    assert len(images) == 8 and ranked[1] > ranked[-2]  # the best two score above the worst two
+    assert summary["mean_cider"] == pytest.approx(sum(ranked) / 8, rel=1e-9)
+    assert [e["cider"] for e in summary["best"]] == pytest.approx(ranked[:2], rel=1e-9)  # highest first
+    assert [e["cider"] for e in summary["worst"]] == pytest.approx(ranked[::-1][:2], rel=1e-9)  # lowest first
+    for example in summary["best"] + summary["worst"]:
+        image = example["image"]
+        assert example["cider"] == pytest.approx(cider[image], rel=1e-9)
+        assert example["caption"] == generated[image] and example["references"] == references[image]
     assert len(summary["best_figures"]) == 2  # one attention overlay per example
     monkeypatch.setenv("LIT_MC_FLICKR8K", str(toy))
     outputs, text = _execute(build.CAPTION_CELLS, results, tmp_path / "02.ipynb", monkeypatch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -37,13 +38,31 @@ def test_config_key_ignores_key_order() -> None:
     assert config_key({"a": 1, "b": [1, 2]}) == config_key({"b": [1, 2], "a": 1}) != config_key({"a": 2, "b": [1, 2]})
 
 
-def test_atomic_write_leaves_old_file_or_new_one(tmp_path: Path) -> None:
+def test_atomic_write_failing_midway_leaves_the_old_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills up halfway through the bytes: the old file is untouched and the half-written temporary goes."""
     path = tmp_path / "cell.json"
     atomic_write_text(path, "old")
+    new = json.dumps({"final": {"val_acc": 0.5}, "curves": list(range(500))})
+    during: list[dict[str, bytes]] = []
 
+    def half_then_disk_full(f, data) -> None:  # noqa: ANN001 - lit_mc.io._write_all's signature
+        f.write(bytes(data[: len(data) // 2]))
+        f.flush()
+        during.append({p.name: p.read_bytes() for p in tmp_path.iterdir()})
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("lit_mc.io._write_all", half_then_disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write_text(path, new)
+    # the write had begun: half the new bytes sat in a temporary file beside the target, the target still old
+    (files,) = during
+    temporary = [name for name in files if name != "cell.json"]
+    assert len(temporary) == 1 and files[temporary[0]] == new.encode()[: len(new) // 2] and files["cell.json"] == b"old"
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["cell.json"]
     with pytest.raises(TypeError):
-        atomic_write_text(path, 123)  # type: ignore[arg-type]  # fails mid-write
-    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["cell.json"]
+        atomic_write_text(path, 123)  # type: ignore[arg-type]
 
 
 @pytest.fixture()
@@ -152,16 +171,31 @@ def _rows(base: list[float], other: list[float]) -> list[dict]:
     ]
 
 
+def _two_sided_p_df3(t: float) -> float:
+    """Two-sided p of Student's t with 3 degrees of freedom, in closed form: with theta = atan(t / sqrt 3),
+    P(|T| > t) = 1 - (2 / pi) (theta + sin theta cos theta), written with phi = pi / 2 - theta to stay exact for
+    large t (Abramowitz & Stegun, sec. 26.7)."""
+    phi = math.atan2(math.sqrt(3), abs(t))
+    return 2 / math.pi * (phi - math.sin(phi) * math.cos(phi))
+
+
+def test_closed_form_t_distribution_matches_the_textbook_table() -> None:
+    """The 5% two-sided critical value of t with 3 degrees of freedom is 3.182 (any t table), 1% is 5.841."""
+    assert _two_sided_p_df3(3.182446) == pytest.approx(0.05, abs=1e-7)
+    assert _two_sided_p_df3(5.840909) == pytest.approx(0.01, abs=1e-7)
+    assert _two_sided_p_df3(0.0) == 1.0
+
+
 @pytest.mark.parametrize(
-    "other,direction,word",
-    [
-        ([0.60, 0.62, 0.61, 0.63], "higher", "supported"),
-        ([0.40, 0.42, 0.41, 0.43], "higher", "not supported"),
-        ([0.50, 0.52, 0.49, 0.51], "higher", "inconclusive"),
-        ([0.40, 0.42, 0.41, 0.43], "lower", "supported"),
+    "other,direction,word,t",
+    [  # differences from base, and t = mean / (sd / sqrt 4) by hand
+        ([0.60, 0.62, 0.61, 0.63], "higher", "supported", 43.0),  # d = .10 .11 .11 .11: mean .1075, sd .005
+        ([0.40, 0.42, 0.41, 0.43], "higher", "not supported", -37.0),  # d = -.10 -.09 -.09 -.09: -.0925, .005
+        ([0.50, 0.52, 0.49, 0.51], "higher", "inconclusive", -math.sqrt(3 / 11)),  # d = 0 .01 -.01 -.01
+        ([0.40, 0.42, 0.41, 0.43], "lower", "supported", -37.0),
     ],
 )
-def test_verdict_from_paired_test(other: list[float], direction: str, word: str) -> None:
+def test_verdict_from_paired_test(other: list[float], direction: str, word: str, t: float) -> None:
     study = Study(
         "s",
         "h",
@@ -173,9 +207,11 @@ def test_verdict_from_paired_test(other: list[float], direction: str, word: str)
         expectation=Expectation({"lr": 0.1}, direction),
     )
     base = [0.50, 0.51, 0.50, 0.52]
-    comparisons = compare_to_reference(study, _rows(base, other))
-    assert comparisons[0]["p_value"] == pytest.approx(stats.ttest_rel(other, base).pvalue)
-    assert verdict(study, comparisons).startswith(word)
+    (comparison,) = compare_to_reference(study, _rows(base, other))
+    assert comparison["mean_difference"] == pytest.approx((sum(other) - sum(base)) / 4, rel=1e-9)
+    assert comparison["cohens_d"] * math.sqrt(4) == pytest.approx(t, rel=1e-9)  # d = mean / sd = t / sqrt(n)
+    assert comparison["p_value"] == pytest.approx(_two_sided_p_df3(t), rel=1e-6, abs=1e-12)
+    assert verdict(study, [comparison]).startswith(word)
 
 
 def test_study_runs_resumes_and_reports(

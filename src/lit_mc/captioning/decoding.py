@@ -53,9 +53,11 @@ def beam_search(
 ) -> Decoded:
     """Decode ``features`` ``(B, cells, D)`` with beams of ``beam_size``; stop at ``<end>`` or ``max_length`` words.
 
+    A hypothesis still going after ``max_length`` words can only continue with ``<end>`` (at its log-probability),
+    so no caption is longer than ``max_length`` words, like the training captions.
     Finished hypotheses only extend with ``<pad>`` at no cost, so they keep their score while others grow. The
-    final choice divides each total log-probability by ``length ** length_penalty`` (0: raw sum, which favours
-    short captions; 1: mean per word), as in Wu et al. 2016.
+    final choice divides each total log-probability by ``length ** length_penalty``, the length counting the words
+    and the ``<end>`` (0: raw sum, which favours short captions; 1: mean per token), as in Wu et al. 2016.
     """
     batch, k = features.shape[0], beam_size
     state = decoder.start(features.repeat_interleave(k, dim=0))
@@ -68,10 +70,13 @@ def beam_search(
     lengths = torch.zeros(batch * k, device=device)
     attention: list[torch.Tensor] = []
     offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)
-    for _ in range(max_length + 1):
+    for step in range(max_length + 1):
         log_probs, state, att = decoder.step(state, tokens[:, -1])
         vocab = log_probs.shape[-1]
         log_probs = log_probs.float()
+        if step == max_length:  # max_length words said: <end> is the only word left
+            log_probs[:, :end] = float("-inf")
+            log_probs[:, end + 1 :] = float("-inf")
         log_probs[finished] = float("-inf")
         log_probs[finished, pad] = 0.0
         candidates = (scores.view(-1, 1) + log_probs).view(batch, k * vocab)
