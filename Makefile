@@ -42,9 +42,10 @@ lint: install
 bench: data
 	$(BIN)/python benchmarks/suite.py
 
-# Re-run the report notebooks on the stored results (outputs saved in the .ipynb files; no training).
+# Re-run the report notebooks on the stored results (outputs saved in the .ipynb files; no training). The sources are
+# the jupytext files notebooks/*.py, paired with the .ipynb: edit either (Jupyter with jupytext saves both).
 notebooks: install
-	$(BIN)/python notebooks/build.py --execute
+	$(BIN)/python notebooks/execute.py
 
 clean:
 	rm -rf lightning_logs .pytest_cache .ruff_cache

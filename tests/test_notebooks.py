@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import sys
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
 
@@ -16,8 +16,8 @@ from conftest import QUIET, REPO, baseline_fit
 from lit_mc.captioning.vocab import clean_caption
 from lit_mc.cli import main
 
-sys.path.insert(0, str(REPO / "notebooks"))
-import build  # noqa: E402  (notebooks/build.py: the notebook sources)
+NOTEBOOKS = REPO / "notebooks"
+SOURCES = ("01_cifar10_study", "02_flickr8k_captioning")  # notebooks/<name>.py (jupytext), paired with <name>.ipynb
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +44,16 @@ def fixture_results(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) 
     return work / "results"
 
 
-def _execute(cells: list, results: Path, path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list, str]:
-    """Build and run a notebook on ``results``; fail on any error output; return its outputs and markdown text."""
+def _execute(source: str, results: Path, path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list, str]:
+    """Run a notebook's jupytext source on ``results``; fail on any error output; return its outputs and markdown."""
+    from nbclient import NotebookClient
+
     monkeypatch.setenv("LIT_MC_RESULTS", str(results))
     monkeypatch.setenv("LIT_MC_BENCH", str(REPO / "benchmarks" / "results"))
     monkeypatch.setenv("LIT_MC_REPO", str(REPO))
-    build.build(cells, path)
-    build.execute(path, timeout=300)
-    nb = nbformat.read(path, as_version=4)
+    nb = jupytext.read(NOTEBOOKS / f"{source}.py")
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": os.getcwd()}}).execute()
+    nbformat.write(nb, path)
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     errors = [f"{o.ename}: {o.evalue}" for o in outputs if o.output_type == "error"]
     assert not errors, errors
@@ -61,7 +63,7 @@ def _execute(cells: list, results: Path, path: Path, monkeypatch: pytest.MonkeyP
 def test_cifar_notebook_runs_on_fixture_results(fixture_results: Path, cifar_root: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     monkeypatch.setenv("LIT_MC_DATA", str(cifar_root))
-    outputs, text = _execute(build.CIFAR_CELLS, fixture_results, tmp_path / "01.ipynb", monkeypatch)
+    outputs, text = _execute("01_cifar10_study", fixture_results, tmp_path / "01.ipynb", monkeypatch)
     assert "Verdict:" in text and "lr=0.03" in text and "Test accuracy" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4  # sample grid, curves, study figures
 
@@ -105,6 +107,15 @@ def test_captioning_notebook_runs_on_fixture_results(tmp_path: Path, monkeypatch
         assert example["caption"] == generated[image] and example["references"] == references[image]
     assert len(summary["best_figures"]) == 2  # one attention overlay per example
     monkeypatch.setenv("LIT_MC_FLICKR8K", str(toy))
-    outputs, text = _execute(build.CAPTION_CELLS, results, tmp_path / "02.ipynb", monkeypatch)
+    outputs, text = _execute("02_flickr8k_captioning", results, tmp_path / "02.ipynb", monkeypatch)
     assert "show_attend_tell" in text and "Xu et al. 2015" in text and "CIDEr" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_committed_notebook_matches_its_source(name: str) -> None:
+    """The .ipynb (with its outputs) is what its jupytext source says: edit either, then `make notebooks`."""
+    source = jupytext.read(NOTEBOOKS / f"{name}.py")
+    committed = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    assert [(c.cell_type, c.source) for c in committed.cells] == [(c.cell_type, c.source) for c in source.cells]
+    assert committed.metadata["jupytext"]["formats"] == "ipynb,py:percent"  # paired: Jupyter saves both files
