@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -257,13 +256,3 @@ class CaptionModule(L.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[tuple[int, str]]:
         k = (self.hparams.test_beam_sizes or [1])[-1]
         return list(zip(batch["rows"].tolist(), self.captions(self.batch_features(batch), k), strict=True))
-
-
-def sinusoid_positions(length: int, dim: int) -> torch.Tensor:
-    """The fixed sine/cosine position code of Vaswani et al. 2017, ``(length, dim)``."""
-    position = torch.arange(length).unsqueeze(1)
-    rate = torch.exp(torch.arange(0, dim, 2) * (-math.log(10_000.0) / dim))
-    code = torch.zeros(length, dim)
-    code[:, 0::2] = torch.sin(position * rate)
-    code[:, 1::2] = torch.cos(position * rate)
-    return code

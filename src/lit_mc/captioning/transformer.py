@@ -9,11 +9,23 @@ With ``nn.MultiheadAttention`` every layer returns its per-head cross-attention 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from lit_mc.captioning.captioner import CaptionModule, sinusoid_positions
+from lit_mc.captioning.captioner import CaptionModule
 from lit_mc.captioning.decoding import State
+
+
+def sinusoid_positions(length: int, dim: int) -> torch.Tensor:
+    """The fixed sine/cosine position code of Vaswani et al. 2017, ``(length, dim)``."""
+    position = torch.arange(length).unsqueeze(1)
+    rate = torch.exp(torch.arange(0, dim, 2) * (-math.log(10_000.0) / dim))
+    code = torch.zeros(length, dim)
+    code[:, 0::2] = torch.sin(position * rate)
+    code[:, 1::2] = torch.cos(position * rate)
+    return code
 
 
 class DecoderLayer(nn.Module):
