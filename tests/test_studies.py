@@ -150,7 +150,9 @@ def _study_file(tmp_path: Path, cifar_root: Path, **extra) -> Path:  # noqa: ANN
 
 
 def test_study_file_validation(tmp_path: Path, cifar_root: Path) -> None:
-    study = Study.load(_study_file(tmp_path, cifar_root, grid={"a": [1, 2], "b": ["x", "y", "z"]}))
+    grid = {"a": [1, 2], "b": ["x", "y", "z"]}
+    named = {"reference_setting": {"a": 1, "b": "x"}, "expectation": {"setting": {"a": 2, "b": "z"}}}
+    study = Study.load(_study_file(tmp_path, cifar_root, grid=grid, **named))
     assert len(study.settings()) == 6 and study.settings()[0] == {"a": 1, "b": "x"} and study.name == "lr_study"
     with pytest.raises(LitMcError, match="unknown keys"):
         Study.load(_study_file(tmp_path, cifar_root, grdi={}))
@@ -158,8 +160,14 @@ def test_study_file_validation(tmp_path: Path, cifar_root: Path) -> None:
         Study.load(_study_file(tmp_path, cifar_root, grid={"a": 3}))
     with pytest.raises(LitMcError, match="does not exist"):
         Study.load(tmp_path / "nope.yaml")
+    with pytest.raises(LitMcError, match="is not a grid point"):  # before any cell trains
+        Study.load(_study_file(tmp_path, cifar_root, grid=grid))
+    with pytest.raises(LitMcError, match="'Higher' is not higher or lower"):
+        Study.load(_study_file(tmp_path, cifar_root, expectation={"setting": {"model.init_args.lr": 0.1},
+                                                                  "direction": "Higher"}))  # fmt: skip
     cases = [{"a": 1, "b": 2}, {"a": 3, "b": 6}]
-    assert Study.load(_study_file(tmp_path, cifar_root, grid={}, cases=cases)).settings() == cases
+    named = {"reference_setting": cases[0], "expectation": {"setting": cases[1]}}
+    assert Study.load(_study_file(tmp_path, cifar_root, grid={}, cases=cases, **named)).settings() == cases
     with pytest.raises(LitMcError, match="both grid and cases"):
         Study.load(_study_file(tmp_path, cifar_root, cases=cases))
 

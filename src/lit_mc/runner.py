@@ -187,13 +187,14 @@ def metrics_up_to(metrics_csv: Path, last_epoch: int) -> list[dict[str, float]]:
 
 
 def restore_metrics(trainer: L.Trainer, rows: list[dict[str, float]]) -> None:
-    """Hand the kept rows to the CSV logger, which empties ``metrics.csv`` when it opens a run folder again."""
+    """Log the kept rows again: the CSV logger empties ``metrics.csv`` when it opens a run folder again."""
     from lightning.pytorch.loggers import CSVLogger
 
     for logger in trainer.loggers:
-        if rows and isinstance(logger, CSVLogger):
-            writer = logger.experiment  # opening it removes the old file; the kept rows are written back with the new
-            writer.metrics = [*rows, *writer.metrics]
+        if isinstance(logger, CSVLogger):
+            for row in rows:
+                metrics = {k: v for k, v in row.items() if k != "step"}
+                logger.log_metrics(metrics, step=int(row.get("step", 0)))
 
 
 _SPECIAL = {"nan": ".nan", "inf": ".inf", "+inf": ".inf", "-inf": "-.inf", "infinity": ".inf"}
