@@ -36,7 +36,7 @@ from lit_mc.checkpoints import (
     refuse_other_model,
 )
 from lit_mc.errors import LitMcError
-from lit_mc.runs import check_writable, claim_logger_folders, read_metrics_csv, release_if_unused
+from lit_mc.runs import check_writable, claim_logger_folders, file_logger_root, read_metrics_csv, release_if_unused
 from lit_mc.settings import same_settings
 
 FIX_CONFIG = "check the option names and types with `lit-mc SUBCOMMAND --help` or `--print_config`"
@@ -74,8 +74,7 @@ def _logger_root(section: Namespace) -> Path:
     init = logger.get("init_args") if isinstance(logger, Namespace | dict) else None
     if init is None:
         raise LitMcError("--ckpt_path last needs a file logger to find earlier runs", "pass the checkpoint's path")
-    name = init.get("name", "lightning_logs")
-    return Path(init.get("save_dir") or ".") / (name if name else "")
+    return file_logger_root(init)
 
 
 def find_last_run(section: Namespace) -> Path:

@@ -69,6 +69,12 @@ def _init_args(logger: Any) -> tuple[str, Any] | None:
     return str(logger["class_path"]).rsplit(".", 1)[-1], logger["init_args"]
 
 
+def file_logger_root(init: Any) -> Path:
+    """``save_dir/name`` of a CSV or TensorBoard logger's ``init_args``: the folder holding its ``version_*`` runs."""
+    name = init.get("name", "lightning_logs")
+    return Path(init.get("save_dir") or ".") / (name or "")
+
+
 def claim_logger_folders(trainer: Any) -> list[Path]:
     """Give every logger of the ``trainer`` config section a run folder of its own; returns the folders claimed.
 
@@ -88,8 +94,7 @@ def claim_logger_folders(trainer: Any) -> list[Path]:
         if name in FILE_LOGGERS:
             if init.get("version") is not None:
                 continue
-            folder_name = init.get("name", "lightning_logs")
-            root = Path(init.get("save_dir") or ".") / (folder_name if folder_name else "")
+            root = file_logger_root(init)
             if root not in claimed:
                 claimed[root] = claim_run_dir(root)
             init["version"] = claimed[root].name

@@ -53,13 +53,6 @@ def _dataclass_in(annotation: Any) -> type | None:
     return next((a for a in typing.get_args(annotation) if dataclasses.is_dataclass(a)), None)
 
 
-def init_defaults(class_path: object) -> dict[str, Any]:
-    """The keyword defaults of ``class_path``'s ``__init__`` and its bases' (empty if it cannot be imported)."""
-    if not isinstance(class_path, str) or "." not in class_path:
-        return {}
-    return {name: default for name, (default, _) in _parameters(class_path).items()}
-
-
 def _plain(value: Any) -> Any:
     """A default as it appears in a YAML config: dataclasses as dicts, tuples as lists, paths as strings."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
