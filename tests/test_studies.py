@@ -21,7 +21,7 @@ from lit_mc.errors import LitMcError
 from lit_mc.io import atomic_write_text
 from lit_mc.studies import CrossValidation, ResultsStore, Study, config_key, run_study, summarize
 from lit_mc.studies.cv import read_curves
-from lit_mc.studies.study import Expectation, compare_to_reference, verdict
+from lit_mc.studies.study import compare_to_reference, evaluate_claim, judge_claims
 
 BASELINE = REPO / "configs" / "cifar10" / "baseline.yaml"
 
@@ -162,7 +162,7 @@ def test_study_file_validation(tmp_path: Path, cifar_root: Path) -> None:
         Study.load(tmp_path / "nope.yaml")
     with pytest.raises(LitMcError, match="is not a grid point"):  # before any cell trains
         Study.load(_study_file(tmp_path, cifar_root, grid=grid))
-    with pytest.raises(LitMcError, match="'Higher' is not higher or lower"):
+    with pytest.raises(LitMcError, match="'Higher' is not higher, lower or equal"):
         Study.load(_study_file(tmp_path, cifar_root, expectation={"setting": {"model.init_args.lr": 0.1},
                                                                   "direction": "Higher"}))  # fmt: skip
     cases = [{"a": 1, "b": 2}, {"a": 3, "b": 6}]
@@ -173,9 +173,10 @@ def test_study_file_validation(tmp_path: Path, cifar_root: Path) -> None:
 
 
 def _rows(base: list[float], other: list[float]) -> list[dict]:
+    size = {"train_images": 300, "val_images": 100}  # 4 folds: n_test / n_train = 1 / 3
     return [
-        {"setting": {"lr": 0.01}, "label": "lr=0.01", "values": base},
-        {"setting": {"lr": 0.1}, "label": "lr=0.1", "values": other},
+        {"setting": {"lr": 0.01}, "label": "lr=0.01", "values": base, **size},
+        {"setting": {"lr": 0.1}, "label": "lr=0.1", "values": other, **size},
     ]
 
 
@@ -196,30 +197,30 @@ def test_closed_form_t_distribution_matches_the_textbook_table() -> None:
 
 @pytest.mark.parametrize(
     "other,direction,word,t",
-    [  # differences from base, and t = mean / (sd / sqrt 4) by hand
-        ([0.60, 0.62, 0.61, 0.63], "higher", "supported", 43.0),  # d = .10 .11 .11 .11: mean .1075, sd .005
-        ([0.40, 0.42, 0.41, 0.43], "higher", "not supported", -37.0),  # d = -.10 -.09 -.09 -.09: -.0925, .005
-        ([0.50, 0.52, 0.49, 0.51], "higher", "inconclusive", -math.sqrt(3 / 11)),  # d = 0 .01 -.01 -.01
-        ([0.40, 0.42, 0.41, 0.43], "lower", "supported", -37.0),
+    [  # differences from base; t = mean / sqrt((1/4 + 1/3) sd^2) by hand (Nadeau & Bengio's correction, k = 4)
+        ([0.60, 0.62, 0.61, 0.63], "higher", "supported", 0.1075 / math.sqrt(7 / 12 * 0.005**2)),  # d=.10 .11 .11 .11
+        ([0.40, 0.42, 0.41, 0.43], "higher", "contradicted", -0.0925 / math.sqrt(7 / 12 * 0.005**2)),
+        (
+            [0.50, 0.52, 0.49, 0.51],
+            "higher",
+            "inconclusive",
+            -0.0025 / math.sqrt(7 / 12 * 11 / 120000),
+        ),  # d=0 .01 -.01 -.01, s^2 = 11/120000
+        ([0.40, 0.42, 0.41, 0.43], "lower", "supported", -0.0925 / math.sqrt(7 / 12 * 0.005**2)),
     ],
 )
-def test_verdict_from_paired_test(other: list[float], direction: str, word: str, t: float) -> None:
-    study = Study(
-        "s",
-        "h",
-        "r",
-        "b",
-        {"lr": [0.01, 0.1]},
-        folds=4,
-        reference_setting={"lr": 0.01},
-        expectation=Expectation({"lr": 0.1}, direction),
-    )
+def test_verdict_from_the_corrected_paired_test(other: list[float], direction: str, word: str, t: float) -> None:
+    from lit_mc.studies.study import Claim
+
+    study = Study("s", "h", "r", "b", {"lr": [0.01, 0.1]}, folds=4, reference_setting={"lr": 0.01})
     base = [0.50, 0.51, 0.50, 0.52]
     (comparison,) = compare_to_reference(study, _rows(base, other))
     assert comparison["mean_difference"] == pytest.approx((sum(other) - sum(base)) / 4, rel=1e-9)
-    assert comparison["cohens_d"] * math.sqrt(4) == pytest.approx(t, rel=1e-9)  # d = mean / sd = t / sqrt(n)
+    assert comparison["mean_difference"] / comparison["se"] == pytest.approx(t, rel=1e-9)
     assert comparison["p_value"] == pytest.approx(_two_sided_p_df3(t), rel=1e-6, abs=1e-12)
-    assert verdict(study, [comparison]).startswith(word)
+    claim = evaluate_claim(study, Claim("c", [{"lr": 0.01}, {"lr": 0.1}], direction), _rows(base, other))
+    judge_claims("val_acc", [claim])
+    assert claim["verdict"] == word and claim["verdict_text"].startswith(word)
 
 
 def test_study_runs_resumes_and_reports(
@@ -238,7 +239,7 @@ def test_study_runs_resumes_and_reports(
     capsys.readouterr()
     main(["study", "report", "lr_study"])
     out = capsys.readouterr().out
-    assert "verdict:" in out and "lr=0.1" in out and "Bengio" in out
+    assert "claim: " in out and "lr=0.1" in out and "Bengio" in out
     for figure in ("learning_curves.png", "metric.png"):
         assert (tmp_path / "results" / "studies" / "lr_study" / figure).stat().st_size > 1000
     assert not (tmp_path / "results" / "studies" / "lr_study" / "heatmap.png").exists()  # a 1-D grid
@@ -248,8 +249,12 @@ def test_heatmap_for_two_key_grids() -> None:
     from lit_mc.plots import heatmap_figure
 
     rows = [{"setting": {"lr": lr, "bs": bs}, "summary": {"mean": lr * bs}} for lr in (0.1, 0.01) for bs in (32, 64)]
+    rows += [{"setting": {"lr": 0.1, "bs": 256}, "summary": {"mean": 0.5}}]
     fig = heatmap_figure({"rows": rows, "metric": "val_acc"})
     assert fig is not None and fig.axes[0].get_xlabel() == "bs"
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks == ["32", "64", "256"]  # numbers sorted as numbers ("256" < "32" as text)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["0.01", "0.1"]
 
 
 def test_study_with_two_worker_processes(cifar_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -59,6 +59,32 @@ def world(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         "capital_direction": {**body, "expectation": {"setting": {"model.init_args.lr": 0.1}, "direction": "Higher"}},
         "expected_not_in_grid": {**body, "expectation": {"setting": {"model.init_args.lr": 0.3}}},
         "reference_not_in_grid": {**body, "reference_setting": {"model.init_args.lr": 0.5}},
+        "claim_direction": {
+            **body,
+            "claims": [
+                {
+                    "claim": "c",
+                    "setting": {"model.init_args.lr": 0.1},
+                    "against": {"model.init_args.lr": 0.01},
+                    "direction": "up",
+                }
+            ],
+        },
+        "claim_not_in_grid": {
+            **body,
+            "claims": [{"claim": "c", "order": [{"model.init_args.lr": 0.01}, {"model.init_args.lr": 0.03}]}],
+        },
+        "equal_without_margin": {
+            **body,
+            "claims": [
+                {
+                    "claim": "c",
+                    "setting": {"model.init_args.lr": 0.1},
+                    "against": {"model.init_args.lr": 0.01},
+                    "direction": "equal",
+                }
+            ],
+        },
     }
     for name, study in studies.items():
         (root / f"{name}.yaml").write_text(yaml.safe_dump(study))
@@ -89,8 +115,11 @@ CASES = [
      ["cannot write results in results_file/cv"]),
     ("captioner_on_cifar", _fit("{data}", "--model=lit_mc.captioning.ShowAndTell"),
      ["captioner", "CIFAR10DataModule is not for captioning"]),
-    ("study_unknown_expectation_key", ["study", "run", "unknown_key.yaml"], ["expectation must be a mapping"]),
-    ("study_direction_misspelled", ["study", "run", "capital_direction.yaml"], ["'Higher' is not higher or lower"]),
+    ("study_unknown_expectation_key", ["study", "run", "unknown_key.yaml"], ["unknown keys ['dirction']"]),
+    ("study_direction_misspelled", ["study", "run", "capital_direction.yaml"], ["'Higher' is not higher, lower"]),
+    ("study_claim_direction", ["study", "run", "claim_direction.yaml"], ["claim direction 'up'"]),
+    ("study_claim_not_in_grid", ["study", "run", "claim_not_in_grid.yaml"], ["claim 'c' names", "not a grid point"]),
+    ("study_equal_without_margin", ["study", "run", "equal_without_margin.yaml"], ["needs a positive margin"]),
     ("study_expectation_not_in_grid", ["study", "run", "expected_not_in_grid.yaml"], ["not a grid point"]),
     ("study_reference_not_in_grid", ["study", "run", "reference_not_in_grid.yaml"], ["reference_setting", "grid"]),
 ]  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from lit_mc.errors import LitMcError
 from lit_mc.runner import run_lightning_cli
@@ -114,55 +115,86 @@ def run_cv_command(args: list[str]) -> None:
 
 
 def run_study_command(args: list[str]) -> None:
-    """``lit-mc study run FILE`` trains a study's missing cells; ``lit-mc study report NAME`` shows its results."""
-    import json
-
-    from rich.console import Console
-    from rich.table import Table
-
-    from lit_mc.report import write_study_figures
-    from lit_mc.studies import ResultsStore, Study, run_study
+    """``lit-mc study run FILE...`` trains the studies' missing cells (one pool) and reports each;
+    ``report NAME|FILE`` shows a study (a file: rebuilt from its stored cells); ``summary`` adjusts every claim of
+    the study set with Holm and writes the claims table; ``rekey`` moves cells to their current keys."""
+    from lit_mc.studies import Study
     from lit_mc.studies.store import rekey
-    from lit_mc.studies.study import missing_cells
+    from lit_mc.studies.study import StudyRun, train_missing_cells
 
     parser = argparse.ArgumentParser(prog="lit-mc study", description="Hypothesis studies over a hand-set grid.")
-    parser.add_argument("action", choices=["run", "report", "rekey"])
-    parser.add_argument("study", nargs="?", help="run: a study file; report: a study name or file")
+    parser.add_argument("action", choices=["run", "report", "summary", "rekey"])
+    parser.add_argument("study", nargs="*", help="run: study files (their cells train in one pool); report: a name")
     parser.add_argument("--results", default="results/studies", help="results root (default results/studies)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, in worker processes (default 1)")
     parser.add_argument("--executor", choices=["local", "ray"], default="local", help="local processes or Ray")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
     parser.add_argument("--dry-run", action="store_true", help="run: list the cells that would train, train none")
+    parser.add_argument("--second-budget", action="store_true", help="run at the study file's second_budget")
     opts = parser.parse_args(args)
     if opts.action == "rekey":  # after a change of the cell key's definition: move the cells to their new keys
         renamed = rekey(opts.results)
         print(f"re-keyed {len(renamed)} cells under {opts.results}")
         return
-    if opts.study is None:
-        raise LitMcError(f"`lit-mc study {opts.action}` needs a study", "pass a file from configs/studies/")
-    name = Path(opts.study).stem
-    store = ResultsStore(Path(opts.results) / name, cells_dir=Path(opts.results) / "cells")
-    if opts.action == "run" and opts.dry_run:
-        missing = missing_cells(Study.load(opts.study), store)
-        print(f"{len(missing)} cells to train" + "".join(f"\n  {label}" for label in missing))
+    if opts.action == "summary":
+        from lit_mc.report import write_claims_summary
+
+        print(f"claims of the study set, Holm-adjusted together: {write_claims_summary(Path(opts.results))}")
         return
+    if not opts.study:
+        raise LitMcError(f"`lit-mc study {opts.action}` needs a study", "pass a file from configs/studies/")
     if opts.action == "run":
-        report = run_study(Study.load(opts.study), store, jobs=opts.jobs, executor=opts.executor, address=opts.address)
+        studies = [Study.load(path) for path in opts.study]  # every file checked before anything trains
+        studies = [s.at_second_budget() for s in studies] if opts.second_budget else studies
+        runs = [StudyRun(s, _study_store(opts.results, s.name)) for s in studies]
+        if opts.dry_run:
+            from lit_mc.studies.study import missing_cells
+
+            for s, run in zip(studies, runs, strict=True):
+                missing = missing_cells(s, run.store)
+                print(f"{s.name}: {len(missing)} cells to train now" + "".join(f"\n  {m}" for m in missing))
+            return
+        train_missing_cells(runs, jobs=opts.jobs, executor=opts.executor, address=opts.address)
+    for path in opts.study:
+        _report_study(opts, path)
+
+
+def _study_store(results: str, name: str) -> Any:
+    from lit_mc.studies import ResultsStore
+
+    return ResultsStore(Path(results) / name, cells_dir=Path(results) / "cells")
+
+
+def _report_study(opts: argparse.Namespace, study: str) -> None:
+    """Build (from stored cells) or read a study's report, store it, and print its table, claims and figures."""
+    import json
+
+    from rich.console import Console
+
+    from lit_mc.report import study_console_tables, write_study_figures
+    from lit_mc.studies import Study
+    from lit_mc.studies.study import StudyRun, build_report, compare_budgets
+
+    name = Path(study).stem
+    store = _study_store(opts.results, name)
+    summary = "study_second_budget" if opts.second_budget else "study"
+    if Path(study).is_file():
+        loaded = Study.load(study)
+        report = build_report(StudyRun(loaded.at_second_budget() if opts.second_budget else loaded, store))
+        other = store.root / ("study.json" if opts.second_budget else "study_second_budget.json")
+        if other.is_file():  # both budgets run: do the conclusions agree?
+            pair = (json.loads(other.read_text()), report) if opts.second_budget else (report, json.loads(
+                other.read_text()))  # fmt: skip
+            report["budget_transfer"] = compare_budgets(*pair)
+        store.write_summary(summary, report)
     else:
-        path = store.root / "study.json"
+        path = store.root / f"{summary}.json"
         if not path.is_file():
-            raise LitMcError(f"no results for study {name} in {store.root}", f"run `lit-mc study run {opts.study}`")
+            raise LitMcError(f"no results for study {name} in {store.root}", f"run `lit-mc study run {study}`")
         report = json.loads(path.read_text())
-    table = Table(title=f"{report['name']}: {report['hypothesis']}")
-    for column in ("setting", f"{report['metric']} mean", "std", "95% CI", "per fold"):
-        table.add_column(column)
-    for row in report["rows"]:
-        table.add_row(row["label"], *_summary_cells(row["summary"], row["values"]))
     console = Console()
-    console.print(table)
-    console.print(f"reference: {report['reference']}")
-    console.print(f"verdict: {report['verdict']}")
-    console.print(f"compute: {report['wall_s']:.0f} s over {len(report['rows'])} settings x {report['folds']} folds")
+    for renderable in study_console_tables(report):
+        console.print(renderable)
     for path in write_study_figures(report, store):
         console.print(f"figure: {path}")
 

@@ -38,23 +38,36 @@ def _mean_curve(cells: list[dict], key: str) -> tuple[list[int], list[float]]:
     return epochs, [sum(c[e] for c in per_fold) / len(per_fold) for e in epochs]
 
 
+def curve_colours(n: int) -> list:
+    """``n`` distinct colours (tab10 up to ten curves, then evenly spaced over a perceptual colour map)."""
+    import matplotlib
+
+    if n <= 10:
+        return [f"C{i}" for i in range(n)]
+    return [matplotlib.colormaps["turbo"](i / max(1, n - 1)) for i in range(n)]
+
+
 def learning_curves_figure(rows: list[dict], cells: dict[str, dict]) -> Figure:
-    """Loss and accuracy per epoch for every setting (mean over folds): validation solid, training dashed."""
-    fig = Figure(figsize=(11, 4))
+    """Loss and accuracy per epoch for every setting (mean over folds): validation solid, training dashed; a
+    diverged setting ends in a cross at its last logged epoch. The legend sits outside the axes."""
+    fig = Figure(figsize=(12, 4.2))
     axes = fig.subplots(1, 2)
-    colours = [f"C{i % 10}" for i in range(len(rows))]
-    for row, colour in zip(rows, colours, strict=True):
+    for row, colour in zip(rows, curve_colours(len(rows)), strict=True):
         mine = [cells[key] for key in row["cells"]]
+        diverged = bool(row.get("diverged"))
         for ax, metric in zip(axes, ("loss", "acc"), strict=True):
             for split, style in (("val", "-"), ("train", "--")):
                 epochs, values = _mean_curve(mine, f"{split}_{metric}")
-                label = row["label"] if split == "val" else None
+                label = row["label"] + (" (diverged)" if diverged else "") if split == "val" else None
                 ax.plot([e + 1 for e in epochs], values, style, color=colour, label=label)
+                if diverged and split == "val" and epochs:
+                    ax.plot(epochs[-1] + 1, values[-1], "x", color=colour, markersize=9)
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=8, title="val (solid), train (dashed)", title_fontsize=8)
+    axes[1].legend(fontsize=7, title="val (solid), train (dashed)", title_fontsize=7, loc="upper left",
+                   bbox_to_anchor=(1.02, 1.0), borderaxespad=0)  # fmt: skip
     fig.tight_layout()
     return fig
 
@@ -68,7 +81,8 @@ def metric_bars_figure(report: dict) -> Figure:
         s = row["summary"]
         ax.errorbar(i, s["mean"], yerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]], fmt="o", capsize=4)
         ax.plot([i] * len(row["values"]), row["values"], ".", color="grey", alpha=0.6)
-    ax.set_xticks(range(len(rows)), [row["label"] for row in rows], rotation=30, ha="right", fontsize=8)
+    labels = [row["label"] if len(row["label"]) <= 28 else row["label"][:26] + "…" for row in rows]
+    ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(f"{report['metric']} (mean, 95% CI)")
     ax.set_title(report["name"], fontsize=10)
     ax.grid(axis="y", alpha=0.3)
@@ -76,13 +90,20 @@ def metric_bars_figure(report: dict) -> Figure:
     return fig
 
 
+def _numeric_first(value: object) -> tuple:
+    """Sort key: numbers by value (batch 32 before 128), anything else by its text, after the numbers."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (0, value, "")
+    return (1, 0, str(value))
+
+
 def heatmap_figure(report: dict) -> Figure | None:
     """Mean metric over a two-key grid (e.g. learning rate x batch size); None for other grids."""
     keys = list(report["rows"][0]["setting"])
     if len(keys) != 2:
         return None
-    ys = sorted({row["setting"][keys[0]] for row in report["rows"]}, key=str)
-    xs = sorted({row["setting"][keys[1]] for row in report["rows"]}, key=str)
+    ys = sorted({row["setting"][keys[0]] for row in report["rows"]}, key=_numeric_first)
+    xs = sorted({row["setting"][keys[1]] for row in report["rows"]}, key=_numeric_first)
     grid = torch.full((len(ys), len(xs)), float("nan"))
     for row in report["rows"]:
         grid[ys.index(row["setting"][keys[0]]), xs.index(row["setting"][keys[1]])] = row["summary"]["mean"]
@@ -93,10 +114,13 @@ def heatmap_figure(report: dict) -> Figure | None:
     ax.set_yticks(range(len(ys)), [str(y) for y in ys])
     ax.set_xlabel(keys[1].split(".")[-1])
     ax.set_ylabel(keys[0].split(".")[-1])
+    low, high = image.get_clim()
     for i in range(len(ys)):
         for j in range(len(xs)):
-            if not torch.isnan(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=8, color="white")
+            if not torch.isnan(grid[i, j]):  # dark text on the light (high) end of viridis, white on the dark end
+                light = (grid[i, j].item() - low) / ((high - low) or 1) > 0.6
+                ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=8,
+                        color="black" if light else "white")  # fmt: skip
     fig.colorbar(image, ax=ax, label=report["metric"])
     fig.tight_layout()
     return fig

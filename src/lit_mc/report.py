@@ -8,6 +8,7 @@ The notebooks only call these; every number they quote is computed here from the
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -92,13 +93,71 @@ def study_markdown(report: dict[str, Any]) -> str:
         ["setting", f"{report['metric']} % (mean ± std)", "95% CI", "params", "MFLOPs/image", "minutes"], rows
     )
     budget = " ".join(b for b in report["budget"] if "progress_bar" not in b)
-    return "\n\n".join([
+    parts = [
         f"**Hypothesis.** {report['hypothesis']}",
         f"**Reference.** {report['reference']}",
         f"**Experiment.** {len(report['rows'])} settings x {report['folds']} folds, budget `{budget}`.",
         table,
-        f"**Verdict:** {report['verdict']}",
-    ])  # fmt: skip
+    ]
+    if "claims" not in report:  # a report from before claims: its one verdict line
+        return "\n\n".join([*parts, f"**Verdict:** {report['verdict']}"])
+    parts += [claims_markdown(report)]
+    if math.isfinite(report.get("mde", math.nan)):
+        parts.append(f"Minimum detectable effect at this budget: {100 * report['mde']:.1f} points "
+                     f"({report['mde_note']}).")  # fmt: skip
+    return "\n\n".join(parts)
+
+
+def claims_markdown(report: dict[str, Any]) -> str:
+    """One line per claim: its verdict in words with the numbers it rests on."""
+    return "\n".join(f"- **{c['claim']}** — {c['verdict_text']}" for c in report["claims"])
+
+
+def study_console_tables(report: dict[str, Any]) -> list[Any]:
+    """What ``lit-mc study run|report`` prints: the settings table, then each claim's verdict."""
+    from rich.table import Table
+
+    table = Table(title=f"{report['name']}: {report['hypothesis']}")
+    for column in ("setting", f"{report['metric']} mean", "std", "95% CI", "per fold", "params", "MFLOPs", "min"):
+        table.add_column(column)
+    for row in report["rows"]:
+        s = row["summary"]
+        cells = [f"{s['mean']:.4f}", f"{s['std']:.4f}", f"[{s['ci_low']:.4f}, {s['ci_high']:.4f}]",
+                 " ".join(f"{v:.4f}" for v in row["values"])]  # fmt: skip
+        label = row["label"] + (" (diverged)" if row.get("diverged") else "")
+        if row.get("run_setting") not in (None, row["setting"]):
+            label += f" -> {', '.join(f'{k.split(chr(46))[-1]}={v}' for k, v in row['run_setting'].items())}"
+        table.add_row(label, *cells, f"{(row.get('params') or 0) / 1e3:.0f}k",
+                      f"{(row.get('flops') or 0) / 1e6:.1f}", f"{row['wall_s'] / 60:.1f}")  # fmt: skip
+    lines = [table, f"reference: {report['reference']}"]
+    lines += [f"claim: {c['claim']}: {c['verdict_text']}" for c in report.get("claims", [])] or [
+        f"verdict: {report['verdict']}"
+    ]
+    lines.append(f"compute: {report['wall_s']:.0f} s over {len(report['rows'])} settings x {report['folds']} folds")
+    return lines
+
+
+def write_claims_summary(results: Path) -> Path:
+    """Holm across every claim of every stored study (``results/*/study.json``): each study.json gets its claims'
+    set-wide adjusted p and verdict, and ``results/claims.md`` the table of them all (the README's table)."""
+    from lit_mc.io import atomic_write_text
+    from lit_mc.studies.study import adjust_study_set
+
+    paths = [results / name / "study.json" for name in available_studies(results.parent)]
+    reports = adjust_study_set([read_json(p) for p in paths])
+    rows = []
+    for path, report in zip(paths, reports, strict=True):
+        atomic_write_text(path, json.dumps(report, indent=1, sort_keys=True))
+        for c in report.get("claims", []):
+            effects = ", ".join(f"{100 * link['mean_difference']:+.1f}" for link in c["links"])
+            cis = ", ".join(f"[{100 * link['ci_low']:+.1f}, {100 * link['ci_high']:+.1f}]" for link in c["links"])
+            mdes = ", ".join(f"{100 * link['mde']:.1f}" for link in c["links"])
+            rows.append([report["name"], c["claim"], effects, cis, f"{c['p_value']:.2g}", f"{c['p_holm']:.2g}", mdes,
+                         c["verdict"]])  # fmt: skip
+    header = ["study", "claim", "effect (points)", "95% CI", "p", "p (Holm, all claims)", "detectable", "verdict"]
+    out = results / "claims.md"
+    atomic_write_text(out, markdown_table(header, rows) + "\n")
+    return out
 
 
 def study_figures(report: dict[str, Any], cells: dict[str, dict]) -> dict[str, Figure]:

@@ -69,7 +69,7 @@ class CrossValidation:
 
     Args:
         config: path of a ``lit-mc fit`` config file.
-        folds: number of folds k (>= 2).
+        folds: number of folds k (>= 2), or 1 for one run on the config's own hold-out split (no error bar).
         overrides: extra LightningCLI arguments, e.g. ``["--model.init_args.lr=0.05"]``.
         store: results store; run folders (checkpoints, logs) go to ``runs_dir``, which is not committed.
         runs_dir: where the fold runs write their Lightning logs.
@@ -90,9 +90,9 @@ class CrossValidation:
         self.runs_dir = Path(runs_dir)
 
     def _cli_args(self, fold: int) -> list[str]:
+        folds = [f"--data.init_args.num_folds={self.folds}", f"--data.init_args.fold={fold}"] if self.folds > 1 else []
         return [
-            "--config", str(self.config), *self.overrides,
-            f"--data.init_args.num_folds={self.folds}", f"--data.init_args.fold={fold}", "--test_after_fit=false",
+            "--config", str(self.config), *self.overrides, *folds, "--test_after_fit=false",
             f"--trainer.logger.init_args.save_dir={self.runs_dir}",
             f"--trainer.logger.init_args.name={self.config.stem}",
         ]  # fmt: skip
@@ -152,6 +152,7 @@ class CrossValidation:
             "curves": read_curves(Path(cli.trainer.log_dir) / "metrics.csv"),
             "epochs": cli.trainer.current_epoch,
             "diverged": diverged,
+            "diverged_step": cli.trainer.global_step if diverged else None,
             "train_images": len(cli.datamodule.train_idx),
             "val_images": len(cli.datamodule.val_idx),
             "wall_s": seconds,

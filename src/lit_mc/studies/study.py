@@ -1,57 +1,89 @@
-"""Hypothesis studies: a hand-set grid of config overrides, each setting cross-validated, judged against the base.
+"""Hypothesis studies: a hand-set grid of config overrides, each setting cross-validated, each claim judged.
 
-A study file (YAML) states the hypothesis, its reference, the base config, the grid, the budget and the
-expectation to test::
+A study file (YAML) states the hypothesis, its reference, the base config, the grid, the budget and the claims
+the hypothesis makes::
 
-    name: learning_rate
-    hypothesis: Plain SGD trains fastest at an intermediate learning rate.
-    reference: Bengio, "Practical recommendations for gradient-based training", 2012, sec. 3.1.1
-    base: configs/cifar10/baseline.yaml
-    budget: ["--trainer.max_epochs=5", "--data.subset=0.2"]   # applied to every cell
-    folds: 3                                                  # repeats, as stratified folds
+    name: depth
+    hypothesis: A fourth conv stage raises validation accuracy; two stages lower it.
+    reference: Simonyan & Zisserman, ICLR 2015
+    base: configs/cifar10/tuned.yaml
+    budget: ["--trainer.max_epochs=15", "--data.subset=0.6"]  # applied to every cell
+    folds: 3              # stratified folds (1: one run on the base config's hold-out split, nothing tested)
     metric: val_acc
-    grid:                                                     # cartesian product of the lists ...
-      model.init_args.lr: [0.001, 0.003, 0.01, 0.03, 0.1]
-    # cases: [{...}, {...}]                                   # ... or explicit settings, when keys move together
-    reference_setting: {model.init_args.lr: 0.01}             # what every other setting is compared with
-    expectation: {setting: {model.init_args.lr: 0.03}, direction: higher}
+    score: final          # the metric at the last epoch, or `best` (its best epoch, as early stopping picks)
+    grid:                 # cartesian product of the lists ...
+      model.init_args.model.init_args.channels: [[32, 64], [32, 64, 128], [32, 64, 128, 256]]
+    # cases: [{...}, {...}]                    # ... or explicit settings, when keys move together
+    reference_setting: {model.init_args.model.init_args.channels: [32, 64, 128]}
+    claims:               # one verdict each; every setting named here must be a grid point
+      - claim: a fourth stage helps
+        setting: {model.init_args.model.init_args.channels: [32, 64, 128, 256]}
+        direction: higher                      # than `against`, by default the reference setting
+      - claim: accuracy rises with depth
+        order: [{...: [32, 64]}, {...: [32, 64, 128]}, {...: [32, 64, 128, 256]}]  # each higher than the last
+    retune: {key: model.init_args.lr, factors: [0.5, 1, 2], fold: 0}   # optional: each setting's own LR choice
+    retry_diverged: 0.5   # optional: a diverged setting runs again at its LR times this (twice at most)
+    second_budget: ["--trainer.max_epochs=30", "--data.subset=0.6"]    # optional: `lit-mc study run --second-budget`
 
 Every (setting, fold) is one Lightning run stored as a cell (see :class:`ResultsStore`), so a study resumes
-after a kill without losing or repeating a cell. There is no search: the grid is the user's.
+after a kill without losing or repeating a cell. There is no search: the grid, and the retuning grid, are the
+user's. The statistics (corrected resampled t-test, Holm, minimum detectable effect) are in ``stats.py``.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from rich.progress import track
-from scipy import stats
 
 from lit_mc.errors import LitMcError
 from lit_mc.studies.cv import CrossValidation, summarize
+from lit_mc.studies.stats import (
+    ALPHA,
+    POWER,
+    corrected_paired_t,
+    equivalence_p,
+    holm,
+    minimum_detectable_effect,
+)
 from lit_mc.studies.store import ResultsStore
 
 Setting = dict[str, Any]
-ALPHA = 0.05
+DIRECTIONS = ("higher", "lower", "equal")
+RETRIES = 2  # a diverged setting is re-run at most this many times (each at a lower learning rate)
 
 
 @dataclass
-class Expectation:
-    """What the hypothesis predicts: ``setting`` scores ``higher`` or ``lower`` than the reference setting."""
+class Claim:
+    """One testable statement: the settings of ``order`` score ``higher`` (or ``lower``) one after the other, or
+    (``equal``) each within ``margin`` of the one before (an equivalence test)."""
 
-    setting: Setting
-    direction: Literal["higher", "lower"] = "higher"
+    claim: str
+    order: list[Setting]
+    direction: Literal["higher", "lower", "equal"] = "higher"
+    margin: float | None = None
+
+
+@dataclass
+class Retune:
+    """Each setting's learning rate chosen by the study: ``key`` at the setting's own value times each factor,
+    trained on fold ``fold``; the best there by the study's score is the one every fold is compared at."""
+
+    key: str = "model.init_args.lr"
+    factors: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
+    fold: int = 0
 
 
 @dataclass
 class Study:
-    """A parsed study file."""
+    """A parsed, validated study file."""
 
     name: str
     hypothesis: str
@@ -60,62 +92,68 @@ class Study:
     grid: dict[str, list[Any]] = field(default_factory=dict)
     cases: list[Setting] = field(default_factory=list)
     metric: str = "val_acc"
+    score: Literal["final", "best"] = "final"
     folds: int = 3
     budget: list[str] = field(default_factory=list)
     reference_setting: Setting | None = None
-    expectation: Expectation | None = None
+    claims: list[Claim] = field(default_factory=list)
+    retune: Retune | None = None
+    retry_diverged: float | None = None
+    second_budget: list[str] | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> Study:
+        """Read and check a study file: every mistake is refused here, before any cell trains."""
         path = Path(path)
         if not path.is_file():
             raise LitMcError(f"study file {path} does not exist", "pass a file from configs/studies/")
         raw = yaml.safe_load(path.read_text()) or {}
+        where = f"study file {path}"
         missing = [k for k in ("hypothesis", "reference", "base") if k not in raw]
         if "grid" not in raw and "cases" not in raw:
             missing.append("grid or cases")
         if missing:
-            raise LitMcError(f"study file {path} lacks {', '.join(missing)}", "add them (see lit_mc/studies/study.py)")
-        expectation = raw.pop("expectation", None)
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(raw) - known - {"name"})
+            raise LitMcError(f"{where} lacks {', '.join(missing)}", "add them (see lit_mc/studies/study.py)")
+        known = {f.name for f in fields(cls)} | {"expectation"}
+        unknown = sorted(set(raw) - known)
         if unknown:
-            raise LitMcError(f"study file {path} has unknown keys {unknown}", f"use only {sorted(known)}")
+            raise LitMcError(f"{where} has unknown keys {unknown}", f"use only {sorted(known)}")
         raw.setdefault("name", path.stem)
-        if expectation is not None:
-            fields = set(Expectation.__dataclass_fields__)
-            if not isinstance(expectation, dict) or set(expectation) - fields or "setting" not in expectation:
-                raise LitMcError(
-                    f"study file {path}: expectation must be a mapping with `setting` (and `direction`), not "
-                    f"{expectation!r}",
-                    f"write expectation: {{setting: {{KEY: VALUE}}, direction: higher}} (keys: {sorted(fields)})",
-                )
-            if expectation.get("direction", "higher") not in ("higher", "lower"):
-                raise LitMcError(
-                    f"study file {path}: expectation direction {expectation['direction']!r} is not higher or lower",
-                    "write direction: higher or direction: lower (lower case)",
-                )
-        study = cls(**raw, expectation=Expectation(**expectation) if expectation else None)
-        if study.grid and study.cases:
-            raise LitMcError(f"study {study.name} has both grid and cases", "keep one of them")
-        if any(not isinstance(v, list) or not v for v in study.grid.values()):
-            raise LitMcError(f"study {study.name}: every grid key needs a non-empty list", "write key: [v1, v2, ...]")
-        if not all(isinstance(case, dict) and case for case in study.cases):
-            raise LitMcError(f"study {study.name}: every case must be a mapping of overrides", "write - {key: value}")
-        if study.folds < 2:
-            raise LitMcError(f"study {study.name}: folds={study.folds}", "use at least 2 folds for error bars")
-        settings = study.settings()
-        named = {"reference_setting": study.reference_setting}
-        if study.expectation is not None:
-            named["expectation setting"] = study.expectation.setting
-        for what, setting in named.items():  # checked now, not after the whole grid has trained
-            if setting is not None and setting not in settings:
-                raise LitMcError(f"study {study.name}: its {what} {setting} is not a grid point", "pick a grid point")
-        if study.expectation is not None and study.expectation.setting == (study.reference_setting or settings[0]):
-            raise LitMcError(
-                f"study {study.name}: the expectation's setting is the reference setting", "name another grid point"
-            )
+        raw_claims = list(raw.pop("claims", None) or [])
+        if "expectation" in raw:  # the older one-claim form: {setting, direction} against the reference
+            raw_claims.append({"claim": raw["hypothesis"], **_mapping(raw.pop("expectation"), where)})
+        retune = raw.pop("retune", None)
+        if retune is not None:
+            retune = _dataclass_from(Retune, retune, f"{where}: retune")
+            if not retune.factors or any(not isinstance(f, int | float) or f <= 0 for f in retune.factors):
+                raise LitMcError(f"{where}: retune factors {retune.factors}", "give positive numbers, e.g. [0.5, 1, 2]")
+        study = cls(**raw, retune=retune)
+        study._check(where)  # the grid first: the claims' default `against` is its reference point
+        study.claims = [_parse_claim(c, study.reference_point(), where) for c in raw_claims]
+        study._check(where)
         return study
+
+    def _check(self, where: str) -> None:
+        if self.grid and self.cases:
+            raise LitMcError(f"{where} has both grid and cases", "keep one of them")
+        if any(not isinstance(v, list) or not v for v in self.grid.values()):
+            raise LitMcError(f"{where}: every grid key needs a non-empty list", "write key: [v1, v2, ...]")
+        if not all(isinstance(case, dict) and case for case in self.cases):
+            raise LitMcError(f"{where}: every case must be a mapping of overrides", "write - {key: value}")
+        if not isinstance(self.folds, int) or self.folds < 1:
+            raise LitMcError(f"{where}: folds={self.folds}", "use 1 (the base config's hold-out) or k >= 2 folds")
+        if self.score not in ("final", "best"):
+            raise LitMcError(f"{where}: score {self.score!r} is not final or best", "write score: final or best")
+        if self.retune is not None and not 0 <= self.retune.fold < self.folds:
+            raise LitMcError(f"{where}: retune fold {self.retune.fold} of {self.folds}", "pick a fold in range")
+        if self.retry_diverged is not None and not 0 < self.retry_diverged < 1:
+            raise LitMcError(f"{where}: retry_diverged={self.retry_diverged}", "give a factor in (0, 1), e.g. 0.5")
+        settings = self.settings()
+        named = [("reference_setting", self.reference_setting)] if self.reference_setting is not None else []
+        named += [(f"claim {c.claim!r}", s) for c in self.claims for s in c.order]
+        for what, setting in named:  # checked now, not after the whole grid has trained
+            if setting not in settings:
+                raise LitMcError(f"{where}: {what} names {setting}, which is not a grid point", "pick grid points")
 
     def settings(self) -> list[Setting]:
         """The explicit cases, or the grid's cartesian product, in file order."""
@@ -123,6 +161,67 @@ class Study:
             return [dict(case) for case in self.cases]
         keys = list(self.grid)
         return [dict(zip(keys, values, strict=True)) for values in itertools.product(*self.grid.values())]
+
+    def reference_point(self) -> Setting:
+        """The setting every other one is compared with: ``reference_setting``, or the first setting."""
+        return self.reference_setting or self.settings()[0]
+
+    def at_second_budget(self) -> Study:
+        if not self.second_budget:
+            raise LitMcError(f"study {self.name} states no second_budget", "add second_budget: [...] to its file")
+        return replace(self, budget=list(self.second_budget), second_budget=None)
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise LitMcError(f"{where}: {value!r} is not a mapping", "write {key: value, ...}")
+    return value
+
+
+def _dataclass_from(kind: type, value: Any, where: str) -> Any:
+    value = _mapping(value, where)
+    allowed = {f.name for f in fields(kind)}
+    if set(value) - allowed:
+        raise LitMcError(f"{where} has unknown keys {sorted(set(value) - allowed)}", f"use only {sorted(allowed)}")
+    return kind(**value)
+
+
+def _parse_claim(raw: Any, reference_setting: Setting, where: str) -> Claim:
+    """``{claim, setting, against?, direction?}`` (a pair) or ``{claim, order: [...], direction?}``."""
+    raw = dict(_mapping(raw, f"{where}: a claim"))
+    direction = raw.pop("direction", "higher")
+    if direction not in DIRECTIONS:
+        raise LitMcError(
+            f"{where}: claim direction {direction!r} is not higher, lower or equal",
+            "write direction: higher, lower or equal (lower case)",
+        )
+    margin = raw.pop("margin", None)
+    if (direction == "equal") != (margin is not None) or (margin is not None and not margin > 0):
+        raise LitMcError(
+            f"{where}: an `equal` claim needs a positive margin, and only it has one (got {direction}, {margin})",
+            "write direction: equal with margin: 0.01 (in the metric's units)",
+        )
+    text = raw.pop("claim", None)
+    if not isinstance(text, str) or not text:
+        raise LitMcError(f"{where}: a claim lacks its sentence", "write claim: <what the hypothesis predicts>")
+    if "order" in raw:
+        order = raw.pop("order")
+        if not isinstance(order, list) or len(order) < 2:
+            raise LitMcError(f"{where}: claim {text!r} needs an order of two settings or more", "list them")
+    else:
+        if "setting" not in raw:
+            raise LitMcError(f"{where}: claim {text!r} names no setting", "write setting: {KEY: VALUE} or order")
+        against = raw.pop("against", reference_setting)
+        order = [against, raw.pop("setting")]
+    if raw:
+        raise LitMcError(
+            f"{where}: claim {text!r} has unknown keys {sorted(raw)}", "use claim, setting, against, order, direction"
+        )
+    for setting in order:
+        _mapping(setting, f"{where}: claim {text!r}")
+    if any(a == b for a, b in itertools.pairwise(order)):
+        raise LitMcError(f"{where}: claim {text!r} compares a setting with itself", "name two different settings")
+    return Claim(text, [dict(s) for s in order], direction, margin)
 
 
 def _override_args(setting: Setting) -> list[str]:
@@ -134,6 +233,139 @@ def setting_label(setting: Setting) -> str:
     return ", ".join(f"{key.split('.')[-1]}={value}" for key, value in setting.items())
 
 
+def _lookup(config: dict[str, Any], dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise LitMcError(f"the resolved config has no {dotted}", "name an option the base config sets")
+        value = value[part]
+    return value
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.10g}")  # 0.1 * 3 -> 0.3, so a retuned value's cell key is the one a user would type
+
+
+# -- which cells a study needs ---------------------------------------------------------------------------------
+Task = tuple[CrossValidation, int]
+
+
+class StudyRun:
+    """A study bound to its store: which cells it needs now, and its report once they are all stored.
+
+    A study without ``retune`` needs every (setting, fold) at once. With ``retune`` it needs the candidates on the
+    retuning fold first, then every fold of the chosen candidate; with ``retry_diverged`` a diverged setting
+    then needs its retry. :meth:`pending` returns what is needed *now*; run it again after those cells trained.
+    """
+
+    def __init__(self, study: Study, store: ResultsStore, runs_dir: str | Path = "lightning_logs/studies") -> None:
+        self.study = study
+        self.store = store
+        self.runs_dir = Path(runs_dir) / study.name
+        self._keys: dict[tuple[str, int], str] = {}
+        self._base_values: dict[str, Any] = {}
+
+    def cv(self, setting: Setting) -> CrossValidation:
+        overrides = [*self.study.budget, *_override_args(setting)]
+        return CrossValidation(self.study.base, self.study.folds, overrides, self.store, self.runs_dir)
+
+    def key(self, setting: Setting, fold: int) -> str:
+        ident = (json.dumps(setting, sort_keys=True), fold)
+        if ident not in self._keys:
+            self._keys[ident] = self.cv(setting).cell_key(fold)
+        return self._keys[ident]
+
+    def cell(self, setting: Setting, fold: int) -> dict[str, Any] | None:
+        key = self.key(setting, fold)
+        return self.store.read(key) if self.store.has(key) else None
+
+    def score(self, cell: dict[str, Any]) -> float:
+        """The value a cell contributes: the metric at the last epoch, or at its best epoch (``score: best``)."""
+        metric = self.study.metric
+        if self.study.score == "final":
+            return cell["final"][metric]
+        values = [row[metric] for row in cell["curves"] if metric in row and math.isfinite(row[metric])]
+        if not values:
+            return cell["final"][metric]
+        return min(values) if metric.endswith("loss") else max(values)
+
+    def _better(self, a: float, b: float) -> bool:
+        return a < b if self.study.metric.endswith("loss") else a > b
+
+    def _candidates(self, setting: Setting) -> list[Setting]:
+        retune = self.study.retune
+        if retune is None:
+            return [setting]
+        if retune.key in setting:
+            own = setting[retune.key]
+        else:
+            ident = json.dumps(setting, sort_keys=True)
+            if ident not in self._base_values:
+                cli, resolved, _ = self.cv(setting).resolve(retune.fold)
+                cli.release_unused_run_dirs()
+                self._base_values[ident] = _lookup(resolved, retune.key)
+            own = self._base_values[ident]
+        return [{**setting, retune.key: _round(own * f)} for f in retune.factors]
+
+    def plan(self, setting: Setting) -> tuple[list[tuple[Setting, int]], dict[str, Any] | None]:
+        """``(cells still needed now, None)``, or ``([], how the setting was run)`` once all it needs is stored."""
+        study, info = self.study, {"retune": None, "retries": []}
+        candidates = self._candidates(setting)
+        chosen = setting
+        if study.retune is not None:
+            fold = study.retune.fold
+            needed = [(c, fold) for c in candidates if self.cell(c, fold) is None]
+            if needed:
+                return needed, None
+            scores = [self.score(self.cell(c, fold)) for c in candidates]
+            best = 0
+            for i, value in enumerate(scores):
+                if self._better(value, scores[best]):
+                    best = i
+            chosen = candidates[best]
+            info["retune"] = {
+                "key": study.retune.key,
+                "fold": fold,
+                "values": [c[study.retune.key] for c in candidates],
+                "scores": scores,
+                "chosen": chosen[study.retune.key],
+            }
+        for _ in range(RETRIES + 1):
+            needed = [(chosen, f) for f in range(study.folds) if self.cell(chosen, f) is None]
+            if needed:
+                return needed, None
+            diverged = [f for f in range(study.folds) if self.cell(chosen, f).get("diverged")]
+            if not diverged or study.retry_diverged is None or len(info["retries"]) == RETRIES:
+                break
+            key = study.retune.key if study.retune else "model.init_args.lr"
+            value = chosen.get(key)
+            if value is None:
+                cli, resolved, _ = self.cv(chosen).resolve(0)
+                cli.release_unused_run_dirs()
+                value = _lookup(resolved, key)
+            retry = {**chosen, key: _round(value * study.retry_diverged)}
+            info["retries"].append({"diverged": chosen, "folds": diverged, "retry": retry})
+            chosen = retry
+        info["run_setting"] = chosen
+        return [], info
+
+    def pending(self) -> list[tuple[Task, str]]:
+        """The cells needed now, each with its key (the same cell named twice is listed once)."""
+        out, seen = [], set()
+        for setting in self.study.settings():
+            for run_setting, fold in self.plan(setting)[0]:
+                key = self.key(run_setting, fold)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(((self.cv(run_setting), fold), key))
+        return out
+
+    def cells_used(self) -> list[str]:
+        """Every stored cell the study consulted (retuning candidates and retries included)."""
+        return sorted({key for key in self._keys.values() if self.store.has(key)})
+
+
+# -- running ---------------------------------------------------------------------------------------------------
 def _run_cell(cv: CrossValidation, fold: int, single_thread: bool = False) -> dict[str, Any]:
     """One (setting, fold) run; a top-level function so that worker processes (and Ray) can be handed it."""
     import torch
@@ -146,16 +378,16 @@ def _run_cell(cv: CrossValidation, fold: int, single_thread: bool = False) -> di
 Executor = Literal["local", "ray"]
 
 
-def _run_with_processes(tasks: list, description: str, jobs: int) -> list[dict[str, Any]]:
+def _run_with_processes(tasks: list[Task], description: str, jobs: int) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         cells = pool.map(_run_cell, *zip(*tasks, strict=True), [True] * len(tasks))
-        return list(track(cells, description, total=len(tasks)))
+        list(track(cells, description, total=len(tasks)))
 
 
-def _run_with_ray(tasks: list, description: str, address: str | None) -> list[dict[str, Any]]:
+def _run_with_ray(tasks: list[Task], description: str, address: str | None) -> None:
     """Each cell a Ray task of one CPU, on a running cluster (``address``) or a local Ray started here.
 
     Ray schedules; lit-mc only submits and collects. On a cluster every node needs the project installed and the
@@ -168,16 +400,62 @@ def _run_with_ray(tasks: list, description: str, address: str | None) -> list[di
     ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
     remote = ray.remote(num_cpus=1)(_run_cell)
     pending = [remote.remote(cv, fold, True) for cv, fold in tasks]
-    return list(track((ray.get(ref) for ref in pending), description, total=len(tasks)))
+    list(track((ray.get(ref) for ref in pending), description, total=len(tasks)))
+
+
+def train_cells(
+    tasks: list[Task], description: str, jobs: int = 1, executor: Executor = "local", address: str | None = None
+) -> None:
+    if executor == "ray":
+        _run_with_ray(tasks, description, address)
+    elif jobs > 1:
+        _run_with_processes(tasks, description, jobs)
+    else:
+        for cv, fold in track(tasks, description=description):
+            _run_cell(cv, fold)
+
+
+def train_missing_cells(
+    runs: list[StudyRun], jobs: int = 1, executor: Executor = "local", address: str | None = None
+) -> int:
+    """Train, in one pool, every cell the studies need and the store lacks, round after round (a retuned study
+    needs its chosen learning rates' cells after its candidates'). A cell that several studies share (the same
+    resolved config) trains once; studies first, cells in file order, so a campaign cut short has finished the
+    first studies' cells. Returns the number of cells trained."""
+    trained = 0
+    while True:
+        tasks, seen = [], set()
+        for run in runs:
+            for task, key in run.pending():
+                if key not in seen:
+                    seen.add(key)
+                    tasks.append(task)
+        if not tasks:
+            return trained
+        train_cells(tasks, f"{len(tasks)} cells of {len(runs)} studies", jobs, executor, address)
+        trained += len(tasks)
 
 
 def missing_cells(study: Study, store: ResultsStore, runs_dir: str | Path = "lightning_logs/studies") -> list[str]:
-    """The labels (setting, fold) of the cells a ``run`` would train: nothing is trained here."""
-    missing = []
-    for setting in study.settings():
-        cv = CrossValidation(study.base, study.folds, [*study.budget, *_override_args(setting)], store, runs_dir)
-        missing += [f"{setting_label(setting)}, fold {f}" for f in range(study.folds) if not store.has(cv.cell_key(f))]
-    return missing
+    """The labels (setting, fold) of the cells a ``run`` would train now: nothing is trained here. A retuned study
+    lists its candidates first; the chosen settings' other folds follow once those are stored."""
+    return [
+        f"{setting_label(cv_setting(task[0]))}, fold {task[1]}"
+        for task, _ in StudyRun(study, store, runs_dir).pending()
+    ]
+
+
+def cv_setting(cv: CrossValidation) -> Setting:
+    """The setting a CV's overrides carry (``--key=value`` after the budget), for labels."""
+    out = {}
+    for arg in cv.overrides:
+        key, _, value = arg[2:].partition("=")
+        if key.startswith(("model.", "data.")):
+            try:
+                out[key] = json.loads(value)
+            except json.JSONDecodeError:
+                out[key] = value
+    return out
 
 
 def run_study(
@@ -187,100 +465,238 @@ def run_study(
     jobs: int = 1,
     executor: Executor = "local",
     address: str | None = None,
+    summary_name: str = "study",
 ) -> dict[str, Any]:
-    """Train every (setting, fold) not stored yet and return the summaries and the verdict.
+    """Train every cell the study needs and the store lacks; return (and store) its report."""
+    run = StudyRun(study, store, runs_dir)
+    train_missing_cells([run], jobs, executor, address)
+    report = build_report(run)
+    store.write_summary(summary_name, report)
+    return report
 
-    ``executor="local"`` runs the cells in this process (``jobs=1``) or in ``jobs`` worker processes;
-    ``executor="ray"`` hands them to Ray (``address`` of a running cluster, or ``None`` for a local one).
-    """
-    settings = study.settings()
-    runs = Path(runs_dir) / study.name
-    cvs = [CrossValidation(study.base, study.folds, [*study.budget, *_override_args(s)], store, runs) for s in settings]
-    tasks = [(cv, fold) for cv in cvs for fold in range(study.folds)]
-    description = f"study {study.name}: {len(settings)} settings x {study.folds} folds"
-    if executor == "ray":
-        cells = _run_with_ray(tasks, description, address)
-    elif jobs > 1:
-        cells = _run_with_processes(tasks, description, jobs)
-    else:
-        cells = [_run_cell(cv, fold) for cv, fold in track(tasks, description=description)]
-    rows = []
-    for i, setting in enumerate(settings):
-        mine = cells[i * study.folds : (i + 1) * study.folds]
-        values = [cell["final"][study.metric] for cell in mine]
-        rows.append(
-            {
-                "setting": setting,
-                "label": setting_label(setting),
-                "values": values,
-                "summary": summarize(values),
-                "wall_s": sum(cell["wall_s"] for cell in mine),
-                "cells": [cell["key"] for cell in mine],
-                "params": mine[0].get("params"),
-                "flops": mine[0].get("flops"),
-            }
+
+# -- the report ------------------------------------------------------------------------------------------------
+def _row(run: StudyRun, setting: Setting) -> dict[str, Any]:
+    study = run.study
+    needed, info = run.plan(setting)
+    if needed:
+        raise LitMcError(
+            f"study {study.name}: {len(needed)} cells of {setting_label(setting)} are not stored",
+            f"run `lit-mc study run` on {study.name}'s file",
         )
+    chosen = info["run_setting"]
+    cells = [run.cell(chosen, f) for f in range(study.folds)]
+    consulted = [run.cell(c, study.retune.fold) for c in run._candidates(setting)] if study.retune else []
+    consulted += [run.cell(r["diverged"], f) for r in info["retries"] for f in range(study.folds)]
+    extra = [c for c in consulted if c is not None and c["key"] not in {x["key"] for x in cells}]
+    values = [run.score(c) for c in cells]
+    return {
+        "setting": setting,
+        "label": setting_label(setting),
+        "run_setting": chosen,
+        "values": values,
+        "summary": summarize(values),
+        "wall_s": sum(c["wall_s"] for c in cells + extra),
+        "cells": [c["key"] for c in cells],
+        "extra_cells": [c["key"] for c in extra],
+        "params": cells[0].get("params"),
+        "flops": cells[0].get("flops"),
+        "epochs": [c.get("epochs") for c in cells],
+        "train_images": cells[0].get("train_images"),
+        "val_images": cells[0].get("val_images"),
+        "diverged": [
+            {"fold": c["fold"], "step": c.get("diverged_step"), "cause": c["diverged"]}
+            for c in cells
+            if c.get("diverged")
+        ],
+        "retune": info["retune"],
+        "retries": info["retries"],
+    }
+
+
+def _compare(study: Study, better: dict[str, Any], worse: dict[str, Any]) -> dict[str, Any]:
+    """``better`` minus ``worse`` over the paired folds, with the corrected t-test and the detectable effect."""
+    diffs = [a - b for a, b in zip(better["values"], worse["values"], strict=True)]
+    ratio = (worse["val_images"] or 1) / (worse["train_images"] or 1)  # n_test / n_train of Nadeau & Bengio
+    test = corrected_paired_t(diffs, ratio)
+    sd = math.sqrt(sum((d - test["mean"]) ** 2 for d in diffs) / (len(diffs) - 1)) if len(diffs) > 1 else math.nan
+    return {
+        "setting": better["setting"],
+        "label": better["label"],
+        "against": worse["label"],
+        "against_setting": worse["setting"],
+        "differences": diffs,
+        "mean_difference": test["mean"],
+        "ci_low": test["ci_low"],
+        "ci_high": test["ci_high"],
+        "se": test["se"],
+        "df": test["df"],
+        "p_value": test["p"],
+        "test": "Nadeau-Bengio corrected resampled t-test" if test["df"] else "none (one run per setting)",
+        "cohens_d": test["mean"] / sd if sd else math.nan,
+        "mde": minimum_detectable_effect(test["se"], test["df"]),
+    }
+
+
+def compare_to_reference(study: Study, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each setting against the reference setting, with raw and (within the study) Holm-adjusted p-values."""
+    reference = study.reference_point()
+    base = next(row for row in rows if row["setting"] == reference)
+    comparisons = [_compare(study, row, base) for row in rows if row is not base]
+    for c, adjusted in zip(comparisons, holm([c["p_value"] for c in comparisons]), strict=True):
+        c["p_holm"] = adjusted
+    return comparisons
+
+
+def _points(metric: str, value: float) -> str:
+    """A difference as a reader reads it: accuracy-like metrics in points (x100), losses as they are."""
+    if metric.endswith("loss"):
+        return f"{value:+.3f}"
+    return f"{100 * value:+.1f} points"
+
+
+def evaluate_claim(study: Study, claim: Claim, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A claim's links (each setting of its order against the one before), its p-value and its evidence.
+
+    A claim with several links holds only if every link does (an intersection-union test: the claim's p is the
+    largest of its links' p). When a link goes the other way, the claim's p is that link's (the strongest such).
+    An ``equal`` claim's p is the largest of its links' equivalence (TOST) p-values."""
+    by_setting = {json.dumps(r["setting"], sort_keys=True): r for r in rows}
+    links = []
+    for before, after in itertools.pairwise(claim.order):
+        a, b = (by_setting[json.dumps(s, sort_keys=True)] for s in (before, after))
+        links.append(_compare(study, b, a))
+    if claim.direction == "equal":
+        for c in links:
+            c["p_equivalence"] = equivalence_p(c["mean_difference"], c["se"], c["df"], claim.margin)
+        as_claimed = all(abs(c["mean_difference"]) < claim.margin for c in links)
+        p = max(c["p_equivalence"] for c in links)
+    else:
+        sign = 1 if claim.direction == "higher" else -1
+        opposite = [c["p_value"] for c in links if sign * c["mean_difference"] <= 0]
+        as_claimed = not opposite
+        p = min(opposite) if opposite else max(c["p_value"] for c in links)
+    return {
+        "claim": claim.claim,
+        "direction": claim.direction,
+        "margin": claim.margin,
+        "order": [setting_label(s) for s in claim.order],
+        "links": links,
+        "holds_in_sign": as_claimed,
+        "p_value": p,
+    }
+
+
+def judge_claims(metric: str, claims: list[dict[str, Any]], family: int | None = None) -> None:
+    """Holm-adjust the claims' p-values (across ``claims``, the family) and word each verdict from its numbers."""
+    for claim, adjusted in zip(claims, holm([c["p_value"] for c in claims]), strict=True):
+        claim["p_holm"] = adjusted
+        claim["family_size"] = family or sum(not math.isnan(c["p_value"]) for c in claims)
+        claim["verdict"], claim["verdict_text"] = _verdict(metric, claim)
+
+
+def _verdict(metric: str, claim: dict[str, Any]) -> tuple[str, str]:
+    """``supported`` / ``contradicted`` / ``inconclusive`` / ``untested``, and the sentence with its numbers."""
+    evidence = "; ".join(
+        f"{c['label']} vs {c['against']}: {_points(metric, c['mean_difference'])}"
+        + (
+            f" (95% CI {_points(metric, c['ci_low'])} to {_points(metric, c['ci_high'])}, p={c['p_value']:.2g},"
+            f" detectable: {_points(metric, c['mde']).lstrip('+')})"
+            if c["df"]
+            else ""
+        )
+        for c in claim["links"]
+    )
+    p, adjusted = claim["p_value"], claim["p_holm"]
+    if math.isnan(p):
+        return "untested", f"untested: one run per setting, no error bar ({evidence})"
+    test = f"equivalence within {_points(metric, claim['margin']).lstrip('+')}, " if claim["margin"] else ""
+    tail = f"{test}Holm-adjusted p={adjusted:.2g} over {claim['family_size']} claims; {evidence}"
+    if adjusted < ALPHA and (claim["holds_in_sign"] or claim["margin"]):
+        return "supported", f"supported ({tail})"
+    if claim["margin"]:
+        outside = [c for c in claim["links"] if c["ci_low"] > claim["margin"] or c["ci_high"] < -claim["margin"]]
+        if outside:
+            return "contradicted", f"contradicted: a difference surely larger than the margin ({tail})"
+    elif adjusted < ALPHA:
+        return "contradicted", f"contradicted: the opposite effect ({tail})"
+    return "inconclusive", f"inconclusive at alpha={ALPHA} ({tail})"
+
+
+def build_report(run: StudyRun) -> dict[str, Any]:
+    """Rows, comparisons with the reference, each claim's verdict (Holm within the study), and the budget."""
+    study = run.study
+    rows = [_row(run, s) for s in study.settings()]
+    comparisons = compare_to_reference(study, rows)
+    claims = [evaluate_claim(study, c, rows) for c in study.claims]
+    judge_claims(study.metric, claims)
+    tested = [c for c in comparisons if c["df"]]
     report = {
         "name": study.name,
         "hypothesis": study.hypothesis,
         "reference": study.reference,
         "metric": study.metric,
+        "score": study.score,
         "folds": study.folds,
         "budget": study.budget,
+        "retune": None if study.retune is None else vars(study.retune),
         "rows": rows,
-        "comparisons": compare_to_reference(study, rows),
+        "comparisons": comparisons,
+        "claims": claims,
+        "mde": _median([c["mde"] for c in tested]),
+        "mde_note": f"median over the comparisons: the smallest true difference a two-sided corrected t-test at "
+        f"alpha={ALPHA} detects with {POWER:.0%} power, at this study's budget and fold spread",
+        "cells_used": run.cells_used(),
         "wall_s": sum(row["wall_s"] for row in rows),
     }
-    report["verdict"] = verdict(study, report["comparisons"])
-    store.write_summary("study", report)
+    report["verdict"] = "; ".join(f"{c['claim']}: {c['verdict']}" for c in claims) or "no claims stated"
     return report
 
 
-def compare_to_reference(study: Study, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each setting against the reference setting: mean difference, paired t-test and Cohen's d over folds."""
-    reference = study.reference_setting or study.settings()[0]
-    base = next((row for row in rows if row["setting"] == reference), None)
-    if base is None:
-        raise LitMcError(f"study {study.name}: reference_setting {reference} is not in the grid", "pick a grid point")
-    comparisons = []
-    for row in rows:
-        if row is base:
-            continue
-        diffs = [a - b for a, b in zip(row["values"], base["values"], strict=True)]
-        mean = sum(diffs) / len(diffs)
-        sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
-        if sd == 0:  # identical differences in every fold: no spread to test against
-            p = 1.0 if mean == 0 else 0.0
-        else:
-            p = float(stats.ttest_rel(row["values"], base["values"]).pvalue)
-        comparisons.append(
+def _median(values: list[float]) -> float:
+    values = sorted(v for v in values if math.isfinite(v))
+    if not values:
+        return math.nan
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def adjust_study_set(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Holm across every claim (and, separately, every comparison) of a set of study reports: each claim gets
+    its set-wide adjusted p and verdict (``p_holm_set``); returns one row per claim for the summary table."""
+    reports = [copy.deepcopy(r) for r in reports]
+    claims = [(r, c) for r in reports for c in r.get("claims", [])]
+    family = sum(not math.isnan(c["p_value"]) for _, c in claims)
+    for (report, claim), adjusted in zip(claims, holm([c["p_value"] for _, c in claims]), strict=True):
+        claim["p_holm_study"] = claim.get("p_holm_study", claim["p_holm"])
+        claim["p_holm"] = adjusted
+        claim["family_size"] = family
+        claim["verdict"], claim["verdict_text"] = _verdict(report["metric"], claim)
+    comparisons = [c for r in reports for c in r.get("comparisons", [])]
+    for c, adjusted in zip(comparisons, holm([c["p_value"] for c in comparisons]), strict=True):
+        c["p_holm_set"] = adjusted
+    for report in reports:
+        report["verdict"] = "; ".join(f"{c['claim']}: {c['verdict']}" for c in report.get("claims", []))
+    return reports
+
+
+def compare_budgets(first: dict[str, Any], second: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per claim, its verdict and effect at the study's budget and at its second budget, and whether they agree
+    (the same verdict, and effects of the same sign)."""
+    out = []
+    for a, b in zip(first["claims"], second["claims"], strict=True):
+        effect_a = [c["mean_difference"] for c in a["links"]]
+        effect_b = [c["mean_difference"] for c in b["links"]]
+        same_sign = all((x > 0) == (y > 0) for x, y in zip(effect_a, effect_b, strict=True))
+        out.append(
             {
-                "setting": row["setting"],
-                "label": row["label"],
-                "against": base["label"],
-                "mean_difference": mean,
-                "cohens_d": mean / sd if sd else math.copysign(math.inf, mean) if mean else 0.0,
-                "p_value": p,
+                "claim": a["claim"],
+                "verdict": a["verdict"],
+                "verdict_second_budget": b["verdict"],
+                "effects": effect_a,
+                "effects_second_budget": effect_b,
+                "same_sign": same_sign,
+                "agree": same_sign and a["verdict"] == b["verdict"],
             }
         )
-    return comparisons
-
-
-def verdict(study: Study, comparisons: list[dict[str, Any]]) -> str:
-    """``supported`` / ``not supported`` / ``inconclusive``, with the numbers, from the expectation's comparison."""
-    if study.expectation is None:
-        return "no expectation stated: see the comparisons"
-    match = next((c for c in comparisons if c["setting"] == study.expectation.setting), None)
-    if match is None:
-        raise LitMcError(
-            f"study {study.name}: the expectation's setting {study.expectation.setting} is not a compared grid point",
-            "name a grid point other than the reference setting",
-        )
-    sign = 1 if study.expectation.direction == "higher" else -1
-    delta, p = match["mean_difference"], match["p_value"]
-    numbers = f"{match['label']} vs {match['against']}: {delta:+.4f} {study.metric}, paired t-test p={p:.3g}"
-    if p < ALPHA and sign * delta > 0:
-        return f"supported ({numbers})"
-    if p < ALPHA:
-        return f"not supported: the opposite effect ({numbers})"
-    return f"inconclusive at alpha={ALPHA} over {study.folds} folds ({numbers})"
+    return out

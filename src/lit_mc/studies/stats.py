@@ -1,0 +1,83 @@
+"""The statistics of a study: paired differences over folds, corrected for overlapping training sets, and Holm.
+
+k-fold cross-validation gives k paired differences between two settings, but the folds share most of their
+training images, so the differences are positively correlated and the plain paired t-test is over-confident.
+Nadeau & Bengio (2003, "Inference for the Generalization Error", Machine Learning 52) correct the variance of the
+mean difference from ``s^2 / J`` to ``(1 / J + n_test / n_train) s^2`` (J resamples; for k-fold CV
+``n_test / n_train = 1 / (k - 1)``). Many comparisons at once are corrected with Holm's step-down procedure
+(Holm 1979, "A simple sequentially rejective multiple test procedure", Scand. J. Statistics 6), which controls the
+family-wise error rate like Bonferroni and rejects at least as much. scipy supplies the t distribution.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from scipy import stats
+
+ALPHA = 0.05
+POWER = 0.8
+
+
+def corrected_paired_t(
+    differences: Sequence[float], test_over_train: float, confidence: float = 1 - ALPHA
+) -> dict[str, float]:
+    """Nadeau-Bengio corrected resampled t-test of the mean of ``differences`` (one per fold) against 0.
+
+    Returns the mean, the corrected standard error, t, the degrees of freedom (J - 1), the two-sided p-value and
+    the confidence interval of the mean difference. With fewer than two differences nothing can be tested (p and
+    the interval are NaN); with zero spread the interval collapses and p is 0 (or 1 when the mean is 0 too).
+    """
+    n = len(differences)
+    mean = sum(differences) / n if n else math.nan
+    if n < 2:
+        return {"n": n, "mean": mean, "se": math.nan, "t": math.nan, "df": 0, "p": math.nan,
+                "ci_low": math.nan, "ci_high": math.nan}  # fmt: skip
+    variance = sum((d - mean) ** 2 for d in differences) / (n - 1)
+    se = math.sqrt((1 / n + test_over_train) * variance)
+    df = n - 1
+    if se == 0:
+        t = 0.0 if mean == 0 else math.copysign(math.inf, mean)
+        p, half = (1.0 if mean == 0 else 0.0), 0.0
+    else:
+        t = mean / se
+        p = float(2 * stats.t.sf(abs(t), df))
+        half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
+    return {"n": n, "mean": mean, "se": se, "t": t, "df": df, "p": p, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def equivalence_p(mean: float, se: float, df: int, margin: float) -> float:
+    """Two one-sided tests (Schuirmann 1987) of ``|true difference| < margin``: the larger of the one-sided
+    p-values of ``difference <= -margin`` and ``difference >= margin``; small when the difference is surely small."""
+    if df < 1 or not math.isfinite(se):
+        return math.nan
+    if se == 0:
+        return 0.0 if abs(mean) < margin else 1.0
+    lower = float(stats.t.sf((mean + margin) / se, df))
+    upper = float(stats.t.sf((margin - mean) / se, df))
+    return max(lower, upper)
+
+
+def minimum_detectable_effect(se: float, df: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest true difference a two-sided test at ``alpha`` detects with probability ``power``, given the
+    standard error ``se`` of the mean difference: ``(t_{1-alpha/2, df} + t_{power, df}) * se``."""
+    if df < 1 or not math.isfinite(se):
+        return math.nan
+    return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * se)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the order given (NaN stays NaN and does not count as a test).
+
+    The i-th smallest of m p-values is multiplied by ``m - i + 1`` (i from 1), the running maximum is taken so the
+    adjusted values keep the order of the raw ones, and each is capped at 1. A family rejected at level alpha is
+    exactly the set with adjusted p below alpha."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    m = len(tested)
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
