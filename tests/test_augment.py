@@ -7,8 +7,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from lit_mc.data.augment import Augmentation, augment_batch, cutout, random_flip, random_translate
-from lit_mc.data.cifar10 import CIFAR10DataModule
+from lit_mc.classification.augment import Augmentation, augment_batch, cutout, random_flip, random_translate
+from lit_mc.classification.datamodule import CIFAR10DataModule
 
 
 def _batch(n: int = 16) -> torch.Tensor:

@@ -22,10 +22,10 @@ from cider_reference import cider_d
 from conftest import QUIET, REPO, error_line
 from lit_mc.captioning import EncoderSpec, Flickr8kDataModule, ShowAndTell, ShowAttendTell, TransformerCaptioner
 from lit_mc.captioning.annotations import load_annotations, read_karpathy_json
-from lit_mc.captioning.captioner import CaptionModule
 from lit_mc.captioning.decoding import beam_search
 from lit_mc.captioning.encoder import cache_features
 from lit_mc.captioning.metrics import coco_scores
+from lit_mc.captioning.module import CaptionModule
 from lit_mc.captioning.toy import attention_in_box, box_coverage, write_toy_set
 from lit_mc.captioning.vocab import SPECIALS, Vocabulary, clean_caption
 from lit_mc.cli import run_lightning_cli

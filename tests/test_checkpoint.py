@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from conftest import CLASSES, QUIET, REPO, baseline_fit, error_line
-from lit_mc.classifier import ImageClassifier
+from lit_mc.classification import ConvNet
+from lit_mc.classification.datamodule import CIFAR10DataModule
+from lit_mc.classification.module import ImageClassifier
 from lit_mc.cli import run_lightning_cli
-from lit_mc.data.cifar10 import CIFAR10DataModule
 from lit_mc.errors import LitMcError
-from lit_mc.models import ConvNet
 
 BASELINE = str(REPO / "configs" / "cifar10" / "baseline.yaml")
 
@@ -58,7 +58,7 @@ def expected_accuracy(module: ImageClassifier, data_dir: Path) -> float:
 def test_checkpoint_loads_with_weights_only(trained_run: Path) -> None:
     raw = torch.load(trained_run, map_location="cpu", weights_only=True)
     assert raw["lit_mc"]["class_names"][3] == "cat"
-    assert raw["hyper_parameters"]["model"]["class_path"] == "lit_mc.models.ConvNet"
+    assert raw["hyper_parameters"]["model"]["class_path"] == "lit_mc.classification.ConvNet"
     assert raw["state_dict"]["norm_std"].flatten().tolist() != [1.0, 1.0, 1.0]
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from lit_mc.data.cifar10 import CIFAR10DataModule, load_cifar10, split_indices, subset_indices
-from lit_mc.data.eda import channel_stats, class_counts, sample_grid
+from lit_mc.classification.datamodule import CIFAR10DataModule, load_cifar10, split_indices, subset_indices
+from lit_mc.classification.eda import channel_stats, class_counts, sample_grid
 from lit_mc.errors import LitMcError
 
 

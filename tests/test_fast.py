@@ -9,10 +9,9 @@ import torch
 from torch import nn
 
 from conftest import QUIET, REPO
-from lit_mc.callbacks import Lookahead
-from lit_mc.classifier import ImageClassifier, _triangle
+from lit_mc.classification import FastNet, Lookahead
+from lit_mc.classification.module import ImageClassifier, _triangle
 from lit_mc.cli import run_lightning_cli
-from lit_mc.models import FastNet
 
 FAST = str(REPO / "configs" / "cifar10" / "fast.yaml")
 SMALL = "--model.init_args.model.init_args.widths=[8,16,16]"

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from conftest import QUIET, REPO, real_cifar_dir
+from lit_mc.classification.datamodule import load_cifar10
 from lit_mc.cli import run_lightning_cli
-from lit_mc.data.cifar10 import load_cifar10
 
 REAL = real_cifar_dir()
 pytestmark = [

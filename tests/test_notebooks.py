@@ -10,6 +10,7 @@ from pathlib import Path
 import jupytext
 import nbformat
 import pytest
+import yaml
 
 from cider_reference import cider_d
 from conftest import QUIET, REPO, baseline_fit
@@ -33,11 +34,10 @@ def fixture_results(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) 
         shutil.copytree(run, work / "results" / "cifar10" / "baseline")
         budget = [f"--data.data_dir={cifar_root}", "--data.val_size=50", "--trainer.max_epochs=1", *QUIET]
         main(["cv", "--config", str(REPO / "configs" / "cifar10" / "baseline.yaml"), "--folds", "2", *budget])
-        study = (REPO / "configs" / "studies" / "learning_rate.yaml").read_text()
-        study = study.replace("  - --data.subset=0.2", "".join(f"  - {b}\n" for b in budget).rstrip("\n"))
-        study = study.replace("base: configs/", f"base: {REPO}/configs/").replace("folds: 3", "folds: 2")
-        study = study.replace("[0.001, 0.003, 0.01, 0.03, 0.1]", "[0.01, 0.03]")
-        (work / "learning_rate.yaml").write_text(study)
+        study = yaml.safe_load((REPO / "configs" / "studies" / "learning_rate.yaml").read_text())
+        study.update(budget=budget, base=str(REPO / study["base"]), folds=2, grid={"model.init_args.lr": [0.01, 0.04]})
+        study["claims"] = [{"claim": "a larger rate helps", "setting": {"model.init_args.lr": 0.04}}]
+        (work / "learning_rate.yaml").write_text(yaml.safe_dump(study))
         main(["study", "run", str(work / "learning_rate.yaml")])
     finally:
         os.chdir(cwd)
@@ -70,9 +70,9 @@ def test_cifar_notebook_runs_on_fixture_results(fixture_results: Path, cifar_roo
 
 def test_captioning_notebook_runs_on_fixture_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A toy ShowAttendTell run, analysed into the results layout, then the notebook on top of it."""
-    from lit_mc.captioning.analysis import analyse_run
     from lit_mc.captioning.toy import write_toy_set
     from lit_mc.cli import run_lightning_cli
+    from lit_mc.report.caption_runs import analyse_run
 
     toy = write_toy_set(tmp_path / "toy", train=40, val=8, test=8, size=32)
     monkeypatch.chdir(tmp_path)

@@ -45,7 +45,7 @@ def test_overfit_one_batch(config: str, cifar_root: Path, tmp_path: Path, monkey
 
 
 def test_overfit_sees_the_same_batch_every_epoch(cifar_root: Path) -> None:
-    from lit_mc.data.cifar10 import CIFAR10DataModule
+    from lit_mc.classification.datamodule import CIFAR10DataModule
 
     class FakeTrainer:
         overfit_batches = 1

@@ -16,6 +16,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from lit_mc.errors import LitMcError
 from lit_mc.io import atomic_write_bytes
+from lit_mc.moved import current_name
 from lit_mc.settings import differences
 
 FIX_CKPT = "pass a complete .ckpt file written by `lit-mc fit` (runs keep them in lightning_logs/*/checkpoints)"
@@ -82,7 +83,7 @@ def section_config(path: str | Path, key: str) -> dict[str, Any]:
     class_path = hparams.pop("_class_path", None)
     if class_path is None:
         raise LitMcError(f"checkpoint {path} does not record its {key} class", "pass --config of its run")
-    return {"class_path": class_path, "init_args": hparams}
+    return {"class_path": current_name(class_path), "init_args": hparams}
 
 
 def model_and_data_args(path: str) -> list[str]:
@@ -98,7 +99,7 @@ def refuse_other_model(path: str | Path, model: dict[str, Any]) -> None:
     """Stop when the checkpoint's model is not the configured one: Lightning would otherwise silently replace the
     configured model (its class and every setting) by the checkpoint's."""
     saved = section_config(path, "model")
-    wanted_class, held_class = model.get("class_path"), saved["class_path"]
+    wanted_class, held_class = current_name(str(model.get("class_path") or "")), saved["class_path"]
     if wanted_class and wanted_class != held_class:
         raise LitMcError(
             f"the checkpoint holds a {held_class.rsplit('.', 1)[-1]}, not the configured "

@@ -23,7 +23,7 @@ ERROR_EXIT = 2
 
 def run_data_command(args: list[str]) -> None:
     """``lit-mc data cifar10|flickr8k|toy``: put a data set in place (download, link or generate) and check it."""
-    from lit_mc.data.cifar10 import default_data_dir, download_cifar10, load_cifar10, resolve_folder
+    from lit_mc.classification.datamodule import default_data_dir, download_cifar10, load_cifar10, resolve_folder
 
     parser = argparse.ArgumentParser(prog="lit-mc data", description="Put a data set in place and check it.")
     parser.add_argument("dataset", choices=["cifar10", "flickr8k", "toy"])

@@ -27,7 +27,7 @@ from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from lit_mc.callbacks import EpochSeed, LastCheckpoint
+from lit_mc.callbacks import EpochSeed, LastCheckpoint, ReportFiles
 from lit_mc.checkpoints import (
     AtomicCheckpointIO,
     check_checkpoint,
@@ -157,6 +157,7 @@ class LitMcCLI(LightningCLI):
             callbacks.append(RichProgressBar(leave=True))
         if config.get("enable_checkpointing") is not False:
             callbacks.append(LastCheckpoint())
+        callbacks.append(ReportFiles())
         seed = self._section().get("seed_everything")
         if isinstance(seed, int) and not isinstance(seed, bool):
             callbacks.append(EpochSeed(seed))

@@ -15,6 +15,8 @@ from functools import cache
 from pathlib import PurePath
 from typing import Any
 
+from lit_mc.moved import current_name
+
 _MISSING = object()
 
 
@@ -78,7 +80,8 @@ def set_values(value: Any) -> Any:
         return value
     if "class_path" not in value:
         return {k: set_values(v) for k, v in value.items()}
-    parameters = _parameters(str(value["class_path"]))
+    class_path = current_name(str(value["class_path"]))  # an old name and its new one set the same thing
+    parameters = _parameters(class_path)
     kept = {}
     for key, given in (value.get("init_args") or {}).items():
         given = set_values(given)
@@ -91,7 +94,7 @@ def set_values(value: Any) -> Any:
             if not given:
                 continue
         kept[key] = given
-    return {"class_path": value["class_path"], "init_args": kept}
+    return {"class_path": class_path, "init_args": kept}
 
 
 def differences(saved: Any, wanted: Any, prefix: str = "") -> list[str]:

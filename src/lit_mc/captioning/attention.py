@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 
 from lit_mc.io import atomic_save_figure, run_folder
+from lit_mc.loggers import log_figure
 
 
 def _upsample(maps: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
@@ -99,7 +100,7 @@ class AttentionMaps(Callback):
         out = folder / "attention" / f"epoch={trainer.current_epoch:02d}"
         written = write_attention_maps(pl_module, trainer.datamodule, self._batch, out)
         for path, fig in written:
-            _log_figure(trainer, path.stem, fig, trainer.global_step)
+            log_figure(trainer, f"attention/{path.stem}", fig)
 
 
 def write_attention_maps(module, datamodule, batch: dict[str, Any], out: Path) -> list[tuple[Path, Any]]:
@@ -134,16 +135,3 @@ def write_attention_maps(module, datamodule, batch: dict[str, Any], out: Path) -
     for _, fig in written:
         plt.close(fig)
     return written
-
-
-def _log_figure(trainer: L.Trainer, name: str, fig: Any, step: int) -> None:
-    """Send a figure to TensorBoard or W&B when one is the logger; the CSV logger keeps the PNG files only."""
-    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_figure(f"attention/{name}", fig, global_step=step, close=False)
-        elif isinstance(logger, WandbLogger):
-            import wandb
-
-            logger.experiment.log({f"attention/{name}": wandb.Image(fig)}, step=step)

@@ -15,10 +15,10 @@ from typing import Any
 import lightning as L
 import torch
 
+from lit_mc.batches import InMemoryBatches
 from lit_mc.captioning.annotations import Annotations, load_annotations
 from lit_mc.captioning.encoder import EncoderSpec, FeatureCache, GridEncoder, cache_features, check_spec, load_images
 from lit_mc.captioning.vocab import Vocabulary, clean_caption
-from lit_mc.data.batches import InMemoryBatches
 from lit_mc.errors import LitMcError
 
 

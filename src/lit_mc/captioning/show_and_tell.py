@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lit_mc.captioning.captioner import CaptionModule
 from lit_mc.captioning.decoding import State
+from lit_mc.captioning.module import CaptionModule
 
 
 class LSTMDecoder(nn.Module):

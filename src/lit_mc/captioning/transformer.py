@@ -14,8 +14,8 @@ import math
 import torch
 from torch import nn
 
-from lit_mc.captioning.captioner import CaptionModule
 from lit_mc.captioning.decoding import State
+from lit_mc.captioning.module import CaptionModule
 
 
 def sinusoid_positions(length: int, dim: int) -> torch.Tensor:

@@ -23,7 +23,7 @@ from lit_mc.errors import DivergedError
 from lit_mc.runs import read_metrics_csv
 from lit_mc.studies.store import ResultsStore, config_key
 
-METRICS = ("val_acc", "val_f1", "val_loss", "train_acc", "train_loss")
+STEP_COLUMNS = ("epoch", "step")  # the columns of metrics.csv that index a row rather than measure the run
 VOLATILE = ("logger", "enable_progress_bar", "enable_model_summary")  # trainer keys that do not change results
 
 
@@ -48,12 +48,15 @@ def read_curves(metrics_csv: Path) -> list[dict[str, float]]:
     for row in read_metrics_csv(metrics_csv):
         if "epoch" in row:
             entry = by_epoch.setdefault(row["epoch"], {"epoch": row["epoch"]})
-            entry.update({k: v for k, v in row.items() if k in METRICS})
+            entry.update({k: v for k, v in row.items() if k not in STEP_COLUMNS})
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
-def forward_flops(model: torch.nn.Module, input_shape: tuple[int, ...] = (3, 32, 32)) -> int:
-    """FLOPs of one forward pass of one image (torch's FlopCounterMode; multiply-add = 2 FLOPs)."""
+def forward_flops(model: torch.nn.Module, input_shape: tuple[int, ...] | None) -> int | None:
+    """FLOPs of one forward pass of one input of ``input_shape`` (torch's FlopCounterMode; multiply-add = 2 FLOPs);
+    ``None`` when the DataModule states no ``input_shape`` (a model whose input is not one tensor)."""
+    if input_shape is None:
+        return None
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = model.training
@@ -62,6 +65,10 @@ def forward_flops(model: torch.nn.Module, input_shape: tuple[int, ...] = (3, 32,
         model(torch.zeros(1, *input_shape))
     model.train(was_training)
     return int(counter.get_total_flops())
+
+
+def _flops(cli: Any) -> int | None:
+    return forward_flops(cli.model, getattr(cli.datamodule, "input_shape", None))
 
 
 class CrossValidation:
@@ -120,7 +127,10 @@ class CrossValidation:
                 if not mine:
                     record = self.store.read(key)
                     if "flops" not in record:  # cells stored before FLOPs were recorded get them, without training
-                        record = {**record, "flops": forward_flops(cli.model)}
+                        record = {
+                            **record,
+                            "flops": _flops(cli),
+                        }
                         self.store.write(key, record)
                     return record
                 record = self._train(cli, resolved, key, fold)
@@ -137,10 +147,10 @@ class CrossValidation:
         except DivergedError as e:  # a diverging setting is a result of the study, not a reason to abort it
             diverged = e.cause
         seconds = time.perf_counter() - start
-        metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k in METRICS}
+        metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if v.numel() == 1}
         if diverged:  # measure the diverged network as it stands, as the study's metric must for every setting
             validated = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)[0]
-            metrics = {k: float(v) for k, v in validated.items() if k in METRICS}
+            metrics = {k: float(v) for k, v in validated.items()}
         train_images = len(cli.datamodule.train_idx) * cli.trainer.current_epoch
         return {
             "key": key,
@@ -158,7 +168,7 @@ class CrossValidation:
             "wall_s": seconds,
             "images_per_s": train_images / seconds if seconds else None,
             "params": sum(p.numel() for p in cli.model.parameters()),
-            "flops": forward_flops(cli.model),
+            "flops": _flops(cli),
             "run_dir": str(cli.trainer.log_dir),
             "resolved_config": resolved,
         }
@@ -184,7 +194,7 @@ class CrossValidation:
             "overrides": self.overrides,
             "folds": self.folds,
             "per_fold": [cell["final"] for cell in cells],
-            "summary": {m: summarize([c["final"][m] for c in cells]) for m in METRICS if m in cells[0]["final"]},
+            "summary": {m: summarize([c["final"][m] for c in cells]) for m in sorted(cells[0]["final"])},
             "wall_s": sum(c["wall_s"] for c in cells),
             "cells": [c["key"] for c in cells],
         }

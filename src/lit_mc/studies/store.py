@@ -21,6 +21,7 @@ from typing import Any
 
 from lit_mc.errors import LitMcError
 from lit_mc.io import atomic_write_text
+from lit_mc.moved import current_names, first_names
 from lit_mc.settings import run_settings
 
 POLL_S = float(os.environ.get("LIT_MC_LOCK_POLL_S", "5"))  # how often a waiting process looks again
@@ -29,7 +30,8 @@ POLL_S = float(os.environ.get("LIT_MC_LOCK_POLL_S", "5"))  # how often a waiting
 def config_key(config: dict[str, Any]) -> str:
     """A short, stable hash of what a resolved config sets (key order and options left at their defaults do not
     matter, so an option added in a later release, at its default, keeps every key)."""
-    canonical = json.dumps(run_settings(config), sort_keys=True, separators=(",", ":"), default=str)
+    settings = first_names(run_settings(current_names(config)))  # class paths as first published: keys never move
+    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 

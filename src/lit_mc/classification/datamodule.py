@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from lit_mc.data.augment import Augmentation, augment_batch
-from lit_mc.data.batches import InMemoryBatches
-from lit_mc.data.eda import channel_stats
+from lit_mc.batches import InMemoryBatches
+from lit_mc.classification.augment import Augmentation, augment_batch
+from lit_mc.classification.eda import channel_stats
 from lit_mc.errors import LitMcError, check_option
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -209,6 +209,8 @@ class CIFAR10DataModule(L.LightningDataModule):
         augment: augmentations of training batches (off at validation and test).
         download: download the official archive in ``prepare_data`` when the folder is missing.
     """
+
+    input_shape = (3, 32, 32)  # one image as the model receives it (studies count each model's FLOPs on it)
 
     def __init__(
         self,

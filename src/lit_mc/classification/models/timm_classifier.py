@@ -7,13 +7,11 @@ fixed (eval mode), which is what "frozen" means for a network with BatchNorm.
 
 from __future__ import annotations
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lit_mc.errors import LitMcError
-from lit_mc.models.pretrained import PACKAGED_NORMALIZATION, PACKAGED_WEIGHTS, load_backbone_weights
+from lit_mc.backbones import create_backbone
 
 
 class TimmClassifier(nn.Module):
@@ -40,31 +38,12 @@ class TimmClassifier(nn.Module):
         drop_rate: float = 0.0,
     ) -> None:
         super().__init__()
-        if isinstance(weights, str) and weights.lower() in ("", "none", "null"):
-            weights = None  # a command-line `null` can arrive as text through nested subclass arguments
-        try:
-            net = timm.create_model(backbone, pretrained=weights == "hub", drop_rate=drop_rate)
-        except RuntimeError as e:  # unknown model name
-            raise LitMcError(str(e), "use a name from timm.list_models()") from None
-        except OSError as e:  # hub unreachable
-            raise LitMcError(
-                f"cannot fetch {backbone} weights from the hub ({e})", "pass a local weights file"
-            ) from None
-        if weights not in (None, "hub"):
-            load_backbone_weights(net, weights, backbone)
+        net, self.input_normalization = create_backbone(backbone, weights, drop_rate)
         net.reset_classifier(num_classes)
         self.net = net
         self.num_classes = num_classes
         self.input_size = input_size
         self.freeze_backbone = freeze_backbone
-        # Pretrained weights define how inputs must be normalised; random init leaves it to the data statistics.
-        if weights in PACKAGED_WEIGHTS:
-            self.input_normalization: tuple | None = PACKAGED_NORMALIZATION
-        elif weights is not None:
-            cfg = net.pretrained_cfg
-            self.input_normalization = (tuple(cfg["mean"]), tuple(cfg["std"]))
-        else:
-            self.input_normalization = None
         if freeze_backbone:
             head = set(map(id, net.get_classifier().parameters()))
             for p in net.parameters():

@@ -20,7 +20,6 @@ import torchmetrics
 from torch import nn
 
 from lit_mc.errors import DivergedError, LitMcError, check_option
-from lit_mc.io import atomic_save_figure, atomic_write_text, run_folder
 from lit_mc.plots import confusion_matrix_figure
 
 CHECKPOINT_KEY = "lit_mc"
@@ -194,22 +193,16 @@ class ImageClassifier(L.LightningModule):
         for metric in (self.test_loss, self.test_acc, self.test_f1, self.test_per_class, self.test_confusion):
             metric.reset()
         self.log_dict(results)
-        self._write_test_report({k: float(v) for k, v in results.items()})
+        self.test_metrics = {k: float(v) for k, v in results.items()}
 
-    def _write_test_report(self, metrics: dict[str, float]) -> None:
-        """Confusion matrix (PNG, and to TensorBoard / W&B) and the test metrics (JSON) in the run folder."""
-        fig = confusion_matrix_figure(self.confusion, self.class_names)
-        log_dir = run_folder(self._trainer)
-        if log_dir is not None:
-            atomic_save_figure(fig, log_dir / "confusion_matrix.png")
-            report = {"metrics": metrics, "class_names": self.class_names, "confusion": self.confusion.tolist()}
-            atomic_write_text(log_dir / "test_metrics.json", json.dumps(report, indent=1))
-        for logger in self.loggers:
-            experiment = getattr(logger, "experiment", None)
-            if hasattr(experiment, "add_figure"):  # TensorBoard
-                experiment.add_figure("test/confusion_matrix", fig, global_step=self.global_step)
-            elif hasattr(logger, "log_image"):  # W&B
-                logger.log_image("test/confusion_matrix", [fig])
+    def test_report(self) -> dict[str, Any]:
+        """The files of the last test (written into the run folder by :class:`~lit_mc.callbacks.ReportFiles`):
+        ``test_metrics.json`` (metrics, class names, confusion counts) and ``confusion_matrix.png``."""
+        report = {"metrics": self.test_metrics, "class_names": self.class_names, "confusion": self.confusion.tolist()}
+        return {
+            "test_metrics.json": json.dumps(report, indent=1),
+            "confusion_matrix.png": confusion_matrix_figure(self.confusion, self.class_names),
+        }
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         images = batch[0] if isinstance(batch, list | tuple) else batch

@@ -12,7 +12,6 @@ import csv
 import io
 import json
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -25,7 +24,6 @@ from lit_mc.captioning.encoder import EncoderSpec, GridEncoder
 from lit_mc.captioning.metrics import coco_scores
 from lit_mc.captioning.vocab import Vocabulary
 from lit_mc.errors import DivergedError, LitMcError
-from lit_mc.io import atomic_write_text, run_folder
 
 
 class CaptionModule(L.LightningModule):
@@ -239,19 +237,19 @@ class CaptionModule(L.LightningModule):
             suffix = "" if k == 1 else f"_beam{k}"
             for name, value in scores.items():
                 self.log(f"test_{name}{suffix}", value)
-        if (folder := run_folder(self._trainer)) is not None:
-            self._write_test_files(folder, results, outputs)
+        self.test_results, self.test_outputs = results, outputs
 
-    def _write_test_files(self, out: Path, results: dict[int, dict[str, float]], outputs: list) -> None:
-        """``test_metrics.json`` (scores per beam size) and ``captions.csv`` (every generated caption)."""
-        atomic_write_text(out / "test_metrics.json", json.dumps({f"beam{k}": s for k, s in results.items()}, indent=2))
+    def test_report(self) -> dict[str, str]:
+        """The files of the last test (written by :class:`~lit_mc.callbacks.ReportFiles`): ``test_metrics.json``
+        (scores per beam size) and ``captions.csv`` (every generated caption, with its first reference)."""
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(["row", "beam_size", "caption", "reference_0"])
-        for k, rows, hyps, refs in outputs:
+        for k, rows, hyps, refs in self.test_outputs:
             for row, hyp, ref in zip(rows, hyps, refs, strict=True):
                 writer.writerow([row, k, hyp, ref[0]])
-        atomic_write_text(out / "captions.csv", buffer.getvalue())
+        metrics = json.dumps({f"beam{k}": s for k, s in self.test_results.items()}, indent=2)
+        return {"test_metrics.json": metrics, "captions.csv": buffer.getvalue()}
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[tuple[int, str]]:
         k = (self.hparams.test_beam_sizes or [1])[-1]

@@ -91,3 +91,28 @@ def load_backbone_weights(model: nn.Module, spec: str, architecture: str) -> Non
         if set(state) != set(model.state_dict()):
             state = rename_in_order(state, model.state_dict())
     model.load_state_dict(state, strict=True)
+
+
+def create_backbone(
+    backbone: str, weights: str | None = None, drop_rate: float = 0.0
+) -> tuple[nn.Module, tuple | None]:
+    """A timm network with its ImageNet head and ``weights`` loaded (``None``: random init; ``hub``: timm's own,
+    needs a network; a weights package name; a state-dict file), and the ``(mean, std)`` input normalisation those
+    weights expect (``None`` for random init: the data's own statistics apply)."""
+    import timm
+
+    if isinstance(weights, str) and weights.lower() in ("", "none", "null"):
+        weights = None  # a command-line `null` can arrive as text through nested subclass arguments
+    try:
+        net = timm.create_model(backbone, pretrained=weights == "hub", drop_rate=drop_rate)
+    except RuntimeError as e:  # unknown model name
+        raise LitMcError(str(e), "use a name from timm.list_models()") from None
+    except OSError as e:  # hub unreachable
+        raise LitMcError(f"cannot fetch {backbone} weights from the hub ({e})", "pass a local weights file") from None
+    if weights not in (None, "hub"):
+        load_backbone_weights(net, weights, backbone)
+    if weights in PACKAGED_WEIGHTS:
+        return net, PACKAGED_NORMALIZATION
+    if weights is not None:
+        return net, (tuple(net.pretrained_cfg["mean"]), tuple(net.pretrained_cfg["std"]))
+    return net, None

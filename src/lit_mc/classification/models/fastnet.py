@@ -12,7 +12,7 @@ GELU``, a 3x3 max-pool and one linear layer whose logits are scaled down. What m
 
 The optimiser side of the recipe (Nesterov SGD, BatchNorm biases at a higher learning rate, a triangular learning
 rate schedule, label smoothing, test-time augmentation) lives in ``ImageClassifier``, the lookahead in
-``lit_mc.callbacks.Lookahead``; ``configs/cifar10/fast.yaml`` puts them together.
+``lit_mc.classification.Lookahead``; ``configs/cifar10/fast.yaml`` puts them together.
 """
 
 from __future__ import annotations

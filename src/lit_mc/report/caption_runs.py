@@ -1,6 +1,6 @@
 """After training: the stored results a captioning report needs, from a run folder and the data (no training).
 
-``lit-mc-caption-report`` (``python -m lit_mc.captioning.analysis RUN_DIR ... --out results/flickr8k``) copies each
+``python -m lit_mc.report.caption_runs RUN_DIR ... --out results/flickr8k`` copies each
 run's metrics log and test scores, scores every test caption against its references (per-image CIDEr), and draws
 the attention overlays of the best- and worst-scored captions from the run's best checkpoint alone (its
 vocabulary is inside it). The notebook then reads only ``results/flickr8k/``.

@@ -1,0 +1,78 @@
+"""What the report notebooks show, as tested functions: stored results in, markdown tables and figures out.
+
+The notebooks only call these; every number they quote is computed here from the results store (``results/``),
+the benchmark results (``benchmarks/results/``) and run folders, never typed in. ``common`` serves both reports,
+``classification`` the CIFAR-10 study, ``captioning`` the Flickr8k one.
+"""
+
+from lit_mc.report.captioning import (
+    CAPTION_METRICS,
+    CAPTIONERS,
+    PUBLISHED,
+    caption_curves_figure,
+    caption_data_overview,
+    caption_examples_markdown,
+    caption_metric_table,
+    caption_training_summary,
+    toy_attention_markdown,
+)
+from lit_mc.report.classification import (
+    STUDY_ORDER,
+    available_studies,
+    claims_markdown,
+    compute_table,
+    confusion_figure,
+    cv_markdown,
+    load_study,
+    overfit_markdown,
+    run_curves_figure,
+    studies_summary_markdown,
+    study_cells,
+    study_console_tables,
+    study_figures,
+    study_markdown,
+    test_report_markdown,
+    write_claims_summary,
+    write_study_figures,
+)
+from lit_mc.report.common import (
+    bench_root,
+    figure_png,
+    markdown_table,
+    read_json,
+    results_root,
+)
+
+__all__ = [
+    "CAPTIONERS",
+    "CAPTION_METRICS",
+    "PUBLISHED",
+    "STUDY_ORDER",
+    "available_studies",
+    "bench_root",
+    "caption_curves_figure",
+    "caption_data_overview",
+    "caption_examples_markdown",
+    "caption_metric_table",
+    "caption_training_summary",
+    "claims_markdown",
+    "compute_table",
+    "confusion_figure",
+    "cv_markdown",
+    "figure_png",
+    "load_study",
+    "markdown_table",
+    "overfit_markdown",
+    "read_json",
+    "results_root",
+    "run_curves_figure",
+    "studies_summary_markdown",
+    "study_cells",
+    "study_console_tables",
+    "study_figures",
+    "study_markdown",
+    "test_report_markdown",
+    "toy_attention_markdown",
+    "write_claims_summary",
+    "write_study_figures",
+]
