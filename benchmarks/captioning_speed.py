@@ -24,7 +24,7 @@ import lightning as L
 import torch
 
 from lit_mc.captioning import Flickr8kDataModule, ShowAndTell, ShowAttendTell, TransformerCaptioner
-from lit_mc.captioning.captioner import CaptionModule
+from lit_mc.captioning.module import CaptionModule
 from lit_mc.io import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]

@@ -27,10 +27,10 @@ import torchvision
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
+from lit_mc.classification import ConvNet
+from lit_mc.classification.augment import Augmentation
+from lit_mc.classification.datamodule import CIFAR10DataModule, resolve_folder
 from lit_mc.cli import run_lightning_cli
-from lit_mc.data.augment import Augmentation
-from lit_mc.data.cifar10 import CIFAR10DataModule, resolve_folder
-from lit_mc.models import ConvNet
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = REPO / "configs" / "cifar10" / "baseline.yaml"

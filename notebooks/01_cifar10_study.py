@@ -43,8 +43,8 @@ print("results:", RESULTS.resolve(), "| benchmarks:", BENCH.resolve())
 # data is present, else the cell says so).
 
 # %%
-from lit_mc.data.cifar10 import default_data_dir, load_cifar10
-from lit_mc.data.eda import channel_stats, class_counts, sample_grid
+from lit_mc.classification.datamodule import default_data_dir, load_cifar10
+from lit_mc.classification.eda import channel_stats, class_counts, sample_grid
 try:
     arrays = load_cifar10(default_data_dir())
 except Exception as e:  # the notebook still renders without the data
