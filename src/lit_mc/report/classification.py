@@ -51,8 +51,8 @@ def study_markdown(report: dict[str, Any]) -> str:
         s = row["summary"]
         flops = f"{row['flops'] / 1e6:.0f}" if row.get("flops") else "-"
         params = f"{row['params'] / 1e3:.0f}k" if row.get("params") else "-"
-        ci = f"[{_pct(s['ci_low'])}, {_pct(s['ci_high'])}]"
-        mean = f"{_pct(s['mean'])} ± {_pct(s['std'])}"
+        ci = f"[{_pct(s['ci_low'])}, {_pct(s['ci_high'])}]" if s["n"] > 1 else "one run"
+        mean = f"{_pct(s['mean'])} ± {_pct(s['std'])}" if s["n"] > 1 else _pct(s["mean"])
         rows.append([row["label"], mean, ci, params, flops, f"{row['wall_s'] / 60:.1f}"])
     table = markdown_table(
         ["setting", f"{report['metric']} % (mean ± std)", "95% CI", "params", "MFLOPs/image", "minutes"], rows
@@ -87,8 +87,8 @@ def study_console_tables(report: dict[str, Any]) -> list[Any]:
         table.add_column(column)
     for row in report["rows"]:
         s = row["summary"]
-        cells = [f"{s['mean']:.4f}", f"{s['std']:.4f}", f"[{s['ci_low']:.4f}, {s['ci_high']:.4f}]",
-                 " ".join(f"{v:.4f}" for v in row["values"])]  # fmt: skip
+        spread = [f"{s['std']:.4f}", f"[{s['ci_low']:.4f}, {s['ci_high']:.4f}]"] if s["n"] > 1 else ["-", "one run"]
+        cells = [f"{s['mean']:.4f}", *spread, " ".join(f"{v:.4f}" for v in row["values"])]
         label = row["label"] + (" (diverged)" if row.get("diverged") else "")
         if row.get("run_setting") not in (None, row["setting"]):
             label += f" -> {', '.join(f'{k.split(chr(46))[-1]}={v}' for k, v in row['run_setting'].items())}"
