@@ -11,8 +11,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -23,7 +25,24 @@ from lit_mc.captioning.decoding import Decoded, beam_search
 from lit_mc.captioning.encoder import EncoderSpec, GridEncoder
 from lit_mc.captioning.metrics import coco_scores
 from lit_mc.captioning.vocab import Vocabulary
-from lit_mc.errors import DivergedError, LitMcError
+from lit_mc.errors import DivergedError, LitMcError, check_option
+
+
+def lr_factor(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
+    """The multiplier of the base learning rate at optimiser step ``step`` (0-based) for ``schedule``."""
+
+    def factor(step: int) -> float:
+        step += 1
+        if warmup and step <= warmup:
+            return step / warmup
+        if schedule == "inverse_sqrt":
+            return math.sqrt(max(warmup, 1) / step)
+        if schedule == "cosine":
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    return factor
 
 
 class CaptionModule(L.LightningModule):
@@ -43,6 +62,11 @@ class CaptionModule(L.LightningModule):
             the DataModule may cache). Needs ``data.cache_features=false``; the encoder then lives in this module
             and in its checkpoints.
         encoder_lr: Adam learning rate of the fine-tuned encoder layers.
+        label_smoothing: training cross-entropy against targets smoothed by this much (Szegedy et al. 2016); the
+            logged ``train_ce`` and the validation loss stay plain cross-entropy, so runs compare.
+        schedule: learning rate over the optimiser steps: ``constant``, ``inverse_sqrt`` (Vaswani et al. 2017:
+            flat after the warm-up, then ``sqrt(warmup / step)``) or ``cosine`` (to 0 at the last step).
+        warmup_steps: linear warm-up from 0 over this many steps first (0: none).
     """
 
     def __init__(
@@ -57,8 +81,15 @@ class CaptionModule(L.LightningModule):
         val_meteor: bool = False,
         encoder_blocks: int = 0,
         encoder_lr: float = 1e-4,
+        label_smoothing: float = 0.0,
+        schedule: Literal["constant", "inverse_sqrt", "cosine"] = "constant",
+        warmup_steps: int = 0,
     ) -> None:
         super().__init__()
+        check_option(0 <= label_smoothing < 1, "label_smoothing", label_smoothing, "in [0, 1)")
+        check_option(warmup_steps >= 0, "warmup_steps", warmup_steps, ">= 0")
+        check_option(schedule in ("constant", "inverse_sqrt", "cosine"), "schedule", schedule,
+                     "constant, inverse_sqrt or cosine")  # fmt: skip
         self.save_hyperparameters()
         self.vocab: Vocabulary | None = None
         self.feature_dim: int | None = None
@@ -139,9 +170,14 @@ class CaptionModule(L.LightningModule):
         with the decoder's regulariser, if it has one."""
         inputs, targets = captions[:, :-1], captions[:, 1:]
         logits, attention = self.decoder(features, inputs)
-        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=self.vocab.pad)
+        flat_logits, flat_targets = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
+        ce = F.cross_entropy(flat_logits, flat_targets, ignore_index=self.vocab.pad)
+        loss = ce
+        if self.hparams.label_smoothing and self.training:
+            loss = F.cross_entropy(flat_logits, flat_targets, ignore_index=self.vocab.pad,
+                                   label_smoothing=self.hparams.label_smoothing)  # fmt: skip
         extra = self.extra_loss(attention, targets != self.vocab.pad)
-        return ce, ce if extra is None else ce + extra
+        return ce, loss if extra is None else loss + extra
 
     def batch_features(self, batch: dict[str, Any]) -> torch.Tensor:
         """The batch's grid features: as the DataModule gave them, or from this module's fine-tuned encoder."""
@@ -172,8 +208,18 @@ class CaptionModule(L.LightningModule):
             encoder_params = [p for p in self.encoder.parameters() if p.requires_grad]
             groups.append({"params": encoder_params, "lr": self.hparams.encoder_lr})
         if self.hparams.weight_decay:
-            return torch.optim.AdamW(groups, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        return torch.optim.Adam(groups, lr=self.hparams.lr)
+            optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        else:
+            optimizer = torch.optim.Adam(groups, lr=self.hparams.lr)
+        if self.hparams.schedule == "constant" and not self.hparams.warmup_steps:
+            return optimizer
+        factor = lr_factor(self.hparams.schedule, self.hparams.warmup_steps, self._total_steps())
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _total_steps(self) -> int:
+        trainer = self._trainer
+        return int(trainer.estimated_stepping_batches) if trainer is not None else 1
 
     def configure_gradient_clipping(
         self, optimizer: Any, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lit_mc.captioning.decoding import State
@@ -51,8 +52,6 @@ class DecoderLayer(nn.Module):
 class TransformerDecoder(nn.Module):
     """Token + position embeddings -> ``layers`` decoder layers over projected grid features -> logits."""
 
-    static_state = ("memory",)  # per image: beam search never reorders it
-
     def __init__(
         self, vocab_size: int, feature_dim: int, d_model: int, heads: int, layers: int, ff_dim: int, dropout: float,
         max_positions: int = 64,
@@ -86,15 +85,75 @@ class TransformerDecoder(nn.Module):
         logits, maps = self.decode(self.memory(features), tokens)
         return logits, maps.mean(dim=(1, 2))  # (B, T, cells): averaged over layers and heads
 
+    @property
+    def static_state(self) -> tuple[str, ...]:
+        """Per image, the same for all its beams: beam search never reorders them."""
+        return ("memory", *(f"{kv}{i}" for i in range(len(self.layers)) for kv in ("memory_k", "memory_v")))
+
     def start(self, features: torch.Tensor) -> State:
+        """The decoding state: the projected grid, each layer's cross-attention keys and values of it (computed
+        once per image), and each layer's self-attention key/value cache, empty so far."""
         memory = self.memory(features)
-        return {"memory": memory, "prefix": torch.zeros(len(features), 0, dtype=torch.long, device=features.device)}
+        state = {"memory": memory}
+        for i, layer in enumerate(self.layers):
+            attn = layer.cross_attn
+            d = attn.embed_dim
+            state[f"memory_k{i}"] = _heads(
+                F.linear(memory, attn.in_proj_weight[d : 2 * d], attn.in_proj_bias[d : 2 * d]), attn
+            )
+            state[f"memory_v{i}"] = _heads(
+                F.linear(memory, attn.in_proj_weight[2 * d :], attn.in_proj_bias[2 * d :]), attn
+            )
+            empty = memory.new_zeros(len(memory), attn.num_heads, 0, d // attn.num_heads)
+            state[f"self_k{i}"], state[f"self_v{i}"] = empty, empty
+        return state
 
     def step(self, state: State, tokens: torch.Tensor) -> tuple[torch.Tensor, State, torch.Tensor]:
-        """Re-run the whole prefix (no key/value cache): captions are short, and the code stays plain."""
-        prefix = torch.cat([state["prefix"], tokens.unsqueeze(1)], dim=1)
+        """One word for every hypothesis, attending over the cached keys and values of the words before it (a
+        key/value cache: each step costs one position, not the whole prefix). Same numbers as :meth:`decode`."""
+        position = state["self_k0"].shape[2]
+        x = self.dropout(self.embed(tokens).unsqueeze(1) * self.scale + self.positions[position])
+        state, maps = dict(state), []
+        for i, layer in enumerate(self.layers):
+            attn = layer.self_attn
+            q, k, v = F.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+            state[f"self_k{i}"] = torch.cat([state[f"self_k{i}"], _heads(k, attn)], dim=2)
+            state[f"self_v{i}"] = torch.cat([state[f"self_v{i}"], _heads(v, attn)], dim=2)
+            attended, _ = _attend(_heads(q, attn), state[f"self_k{i}"], state[f"self_v{i}"], attn)
+            x = x + layer.dropout(attended)
+            cross = layer.cross_attn
+            d = cross.embed_dim
+            q = F.linear(layer.norm2(x), cross.in_proj_weight[:d], cross.in_proj_bias[:d])
+            attended, weights = _attend(_heads(q, cross), state[f"memory_k{i}"], state[f"memory_v{i}"], cross)
+            x = x + layer.dropout(attended)
+            x = x + layer.dropout(layer.ff(layer.norm3(x)))
+            maps.append(weights[:, :, 0])  # (B, heads, cells)
+        logits = self.out(self.norm(x))[:, 0]
+        return logits.log_softmax(-1), state, torch.stack(maps, dim=1).mean(dim=(1, 2))
+
+    def step_full_prefix(self, state: State, tokens: torch.Tensor) -> tuple[torch.Tensor, State, torch.Tensor]:
+        """The same step without a cache, re-running the whole prefix (the reference the cached step is tested
+        against; ``state`` from :meth:`start` plus a ``prefix`` entry)."""
+        prefix = torch.cat([state.get("prefix", tokens.new_zeros(len(tokens), 0)), tokens.unsqueeze(1)], dim=1)
         logits, maps = self.decode(state["memory"], prefix)
         return logits[:, -1].log_softmax(-1), {**state, "prefix": prefix}, maps[:, :, :, -1].mean(dim=(1, 2))
+
+
+def _heads(x: torch.Tensor, attn: nn.MultiheadAttention) -> torch.Tensor:
+    """``(B, T, d)`` -> ``(B, heads, T, d / heads)``."""
+    batch, length, _ = x.shape
+    return x.view(batch, length, attn.num_heads, attn.head_dim).transpose(1, 2)
+
+
+def _attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn: nn.MultiheadAttention
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled dot-product attention with ``attn``'s output projection, as ``nn.MultiheadAttention`` computes it:
+    ``(B, T, d)`` attended values and ``(B, heads, T, S)`` weights."""
+    weights = (q @ k.transpose(-2, -1) / math.sqrt(attn.head_dim)).softmax(dim=-1)
+    weights = F.dropout(weights, attn.dropout, attn.training)
+    out = (weights @ v).transpose(1, 2).reshape(q.shape[0], q.shape[2], attn.embed_dim)
+    return attn.out_proj(out), weights
 
 
 class TransformerCaptioner(CaptionModule):

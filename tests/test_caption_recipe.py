@@ -1,0 +1,81 @@
+"""The captioners' training recipe and decoding speed-ups: the transformer's key/value cache, the learning-rate
+schedules and label smoothing, each against its definition."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lit_mc.captioning.module import lr_factor
+from test_captioning import TINY, tiny_captioner
+
+
+def test_key_value_cached_step_equals_the_full_prefix_step() -> None:
+    """Word by word over a random caption, the cached step's log-probabilities and attention are those of
+    re-running the whole prefix, for a batch of images; and beam search over both gives the same captions."""
+    decoder = tiny_captioner("transformer", max_length=6, length_penalty=0.0).decoder
+    torch.manual_seed(1)
+    features = torch.randn(3, 4, 6)
+    words = torch.randint(4, len(TINY), (3, 6))
+    cached, full = decoder.start(features), decoder.start(features)
+    tokens = torch.full((3,), TINY.start)
+    with torch.no_grad():
+        for t in range(6):
+            a, cached, att_a = decoder.step(cached, tokens)
+            b, full, att_b = decoder.step_full_prefix(full, tokens)
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(att_a, att_b, rtol=1e-5, atol=1e-6)
+            tokens = words[:, t]
+    assert cached["self_k0"].shape[2] == 6  # one cached position per word read
+
+    from lit_mc.captioning.decoding import beam_search
+
+    fast = beam_search(decoder, features, TINY.start, TINY.end, TINY.pad, beam_size=3, max_length=6)
+
+    class FullPrefix(torch.nn.Module):
+        static_state = ("memory",)
+
+        def start(self, f: torch.Tensor) -> dict:
+            return {"memory": decoder.memory(f)}
+
+        def step(self, state: dict, tok: torch.Tensor) -> tuple:
+            return decoder.step_full_prefix(state, tok)
+
+    slow = beam_search(FullPrefix(), features, TINY.start, TINY.end, TINY.pad, beam_size=3, max_length=6)
+    assert torch.equal(fast.tokens, slow.tokens)
+    torch.testing.assert_close(fast.scores, slow.scores)
+
+
+def test_learning_rate_schedules() -> None:
+    warm = lr_factor("constant", 4, 100)
+    assert [warm(s) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]  # linear warm-up, then flat
+    inverse = lr_factor("inverse_sqrt", 4, 100)
+    assert inverse(3) == 1.0 and inverse(15) == pytest.approx(math.sqrt(4 / 16))  # step 16: sqrt(warmup / step)
+    cosine = lr_factor("cosine", 0, 10)
+    assert cosine(0) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.1))) and cosine(9) == pytest.approx(0.0)
+    assert cosine(4) == pytest.approx(0.5)  # half way: half the rate
+
+
+def test_label_smoothing_trains_on_smoothed_targets_and_reports_plain_cross_entropy() -> None:
+    module = tiny_captioner("show_and_tell", max_length=5, length_penalty=0.0)
+    module.hparams.label_smoothing = 0.1
+    torch.manual_seed(2)
+    features = torch.randn(2, 4, 6)
+    captions = torch.tensor([[TINY.start, 4, 5, TINY.end, TINY.pad], [TINY.start, 5, 4, 4, TINY.end]])
+    module.train()
+    torch.manual_seed(3)  # the same dropout masks in both forward passes
+    ce, loss = module.teacher_forced_loss(features, captions)
+    torch.manual_seed(3)
+    logits, _ = module.decoder(features, captions[:, :-1])
+    targets = captions[:, 1:]
+    keep = targets != TINY.pad
+    log_p = logits.log_softmax(-1)[keep]
+    nll = -log_p.gather(1, targets[keep].unsqueeze(1)).squeeze(1)
+    smooth = 0.9 * nll - 0.1 * log_p.mean(dim=1)  # (1 - e) * NLL + e * mean over the vocabulary of -log p
+    torch.testing.assert_close(loss, smooth.mean())
+    torch.testing.assert_close(ce, nll.mean())
+    module.eval()
+    ce_eval, loss_eval = module.teacher_forced_loss(features, captions)
+    torch.testing.assert_close(ce_eval, loss_eval)  # no smoothing outside training
