@@ -79,3 +79,45 @@ def test_label_smoothing_trains_on_smoothed_targets_and_reports_plain_cross_entr
     module.eval()
     ce_eval, loss_eval = module.teacher_forced_loss(features, captions)
     torch.testing.assert_close(ce_eval, loss_eval)  # no smoothing outside training
+
+
+def test_paired_bootstrap_against_its_exact_distribution() -> None:
+    """Two items with differences 0 and 2: a resample's mean is 0, 1 or 2 with probabilities 1/4, 1/2, 1/4, so the
+    95% percentile interval is [0, 2] and the two-sided p-value is 2 * P(mean <= 0) = 0.5."""
+    from lit_mc.studies.stats import paired_bootstrap
+
+    result = paired_bootstrap([0.5, 2.5], [0.5, 0.5], resamples=20_000, seed=1)
+    assert result["mean"] == 1.0 and (result["ci_low"], result["ci_high"]) == (0.0, 2.0)
+    assert result["p"] == pytest.approx(0.5, abs=0.03)
+    sure = paired_bootstrap([1.0, 3.0, 2.0], [0.0, 0.0, 0.0], resamples=2_000)
+    assert sure["p"] == 0.0 and 1.0 <= sure["ci_low"] <= sure["ci_high"] <= 3.0
+    with pytest.raises(ValueError, match="equally long"):
+        paired_bootstrap([1.0, 2.0], [1.0])
+
+
+def test_per_image_scores_and_diversity_by_hand() -> None:
+    from lit_mc.captioning.metrics import caption_diversity, coco_scores, per_image_scores
+
+    hyps = ["a dog runs on the grass", "a man rides a bike", "a dog a dog a dog"]
+    refs = [["a dog runs on the grass", "a brown dog runs"], ["a man is riding a bicycle", "a person on a bike"],
+            ["two children play in the water", "kids splash in a pool"]]  # fmt: skip
+    scores = per_image_scores(hyps, refs)
+    assert scores["bleu4"][0] == pytest.approx(1.0)  # identical to a reference
+    assert sum(scores["cider"]) / 3 == pytest.approx(coco_scores(hyps, refs, meteor=False)["cider"])
+    assert scores["cider"][2] == pytest.approx(0.0)  # no n-gram in common with its references
+    stats = caption_diversity(hyps + [hyps[0]], training_captions=["a man rides a bike"])
+    assert stats["distinct_share"] == 0.75 and stats["copied_from_training_share"] == 0.25
+    assert stats["repeated_bigram_share"] == 0.25  # "a dog" three times
+    assert stats["vocabulary_used"] == 9 and stats["unk_word_share"] == 0.0
+
+
+def test_paired_comparison_table_from_per_image_files(tmp_path) -> None:  # noqa: ANN001
+    from lit_mc.report import paired_comparison_markdown
+
+    for model, shift in (("base", 0.0), ("better", 0.2)):
+        folder = tmp_path / "flickr8k" / model
+        folder.mkdir(parents=True)
+        rows = [f"{i},img{i}.jpg,a caption,{0.5 + shift + 0.01 * i:.6f},{0.2 + shift / 2:.6f}" for i in range(30)]
+        (folder / "per_image.csv").write_text("row,image,caption,cider,bleu4\n" + "\n".join(rows) + "\n")
+    table = paired_comparison_markdown(["better"], against="base", root=tmp_path)
+    assert "| better | 30 | +20.0 [+20.0, +20.0] | 0 | +10.0 [+10.0, +10.0] | 0 |" in table

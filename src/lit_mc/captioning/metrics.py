@@ -8,6 +8,7 @@ time, which an offline machine cannot do.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 METRIC_NAMES = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")
@@ -24,8 +25,7 @@ def coco_scores(
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} reference sets")
     # an empty hypothesis makes METEOR's Java process wait forever; score it as one unknown word instead
-    res = {i: [h if h.strip() else "unk"] for i, h in enumerate(hypotheses)}
-    gts = {i: list(refs) for i, refs in enumerate(references)}
+    gts, res = _scorer_inputs(hypotheses, references)
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     scores = {f"bleu{n + 1}": float(b) for n, b in enumerate(bleu)}
     scores["rouge_l"] = float(Rouge().compute_score(gts, res)[0])
@@ -39,3 +39,41 @@ def coco_scores(
         finally:
             del scorer
     return scores
+
+
+def _scorer_inputs(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[dict, dict]:
+    res = {i: [h if h.strip() else "unk"] for i, h in enumerate(hypotheses)}
+    return {i: list(refs) for i, refs in enumerate(references)}, res
+
+
+def per_image_scores(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, list[float]]:
+    """CIDEr-D and BLEU-4 of each caption against its own references (pycocoevalcap's per-image scores; the
+    corpus CIDEr-D is their mean, while the corpus BLEU-4 is not: it pools the n-gram counts first)."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+
+    gts, res = _scorer_inputs(hypotheses, references)
+    cider = [float(x) for x in Cider().compute_score(gts, res)[1]]
+    bleu4 = [float(x) for x in Bleu(4).compute_score(gts, res, verbose=0)[1][3]]
+    return {"cider": cider, "bleu4": bleu4}
+
+
+def caption_diversity(
+    captions: Sequence[str], training_captions: Sequence[str], unk: str = "<unk>"
+) -> dict[str, float]:
+    """How varied the generated captions are, and how much they copy: the share of distinct captions, the share
+    that appear verbatim among the training captions, the number of distinct words used, the share of captions
+    that repeat a word bigram, and the share of words that are ``unk``."""
+    seen = set(training_captions)
+    words = [c.split() for c in captions]
+    bigram_repeats = sum(len(set(itertools.pairwise(w))) < max(len(w) - 1, 0) for w in words)
+    total_words = sum(len(w) for w in words)
+    return {
+        "captions": len(captions),
+        "distinct_share": len(set(captions)) / max(len(captions), 1),
+        "copied_from_training_share": sum(c in seen for c in captions) / max(len(captions), 1),
+        "vocabulary_used": len({word for w in words for word in w}),
+        "repeated_bigram_share": bigram_repeats / max(len(captions), 1),
+        "unk_word_share": sum(word == unk for w in words for word in w) / max(total_words, 1),
+        "mean_length": total_words / max(len(captions), 1),
+    }

@@ -14,6 +14,8 @@ from lit_mc.report.captioning import (
     caption_examples_markdown,
     caption_metric_table,
     caption_training_summary,
+    paired_comparison_markdown,
+    read_per_image,
     toy_attention_markdown,
 )
 from lit_mc.report.classification import (
@@ -44,6 +46,8 @@ from lit_mc.report.common import (
 )
 
 __all__ = [
+    "paired_comparison_markdown",
+    "read_per_image",
     "CAPTIONERS",
     "CAPTION_METRICS",
     "PUBLISHED",

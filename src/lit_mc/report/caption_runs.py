@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import shutil
 import warnings
@@ -19,16 +20,9 @@ from typing import Any
 import torch
 
 from lit_mc.captioning.annotations import load_annotations
+from lit_mc.captioning.metrics import per_image_scores
 from lit_mc.captioning.vocab import clean_caption
 from lit_mc.io import atomic_write_text
-
-
-def per_image_cider(hypotheses: list[str], references: list[list[str]]) -> list[float]:
-    from pycocoevalcap.cider.cider import Cider
-
-    res = {i: [h if h.strip() else "unk"] for i, h in enumerate(hypotheses)}
-    gts = {i: list(r) for i, r in enumerate(references)}
-    return [float(x) for x in Cider().compute_score(gts, res)[1]]
 
 
 def best_checkpoint(run: Path) -> Path:
@@ -70,7 +64,14 @@ def analyse_run(run: Path, data_dir: Path, out: Path, examples: int = 3, beam: i
     dm.prepare_data()
     dm.setup("test")
     refs = [[" ".join(clean_caption(c)) for c in ann.captions[dm.names[int(r["row"])]]] for r in rows]
-    scores = per_image_cider([r["caption"] for r in rows], refs)
+    per_image = per_image_scores([r["caption"] for r in rows], refs)
+    scores = per_image["cider"]
+    table = io.StringIO()  # every test caption with its scores: what paired comparisons between runs resample
+    writer = csv.writer(table)
+    writer.writerow(["row", "image", "caption", "cider", "bleu4"])
+    for r, cider, bleu4 in zip(rows, scores, per_image["bleu4"], strict=True):
+        writer.writerow([r["row"], dm.names[int(r["row"])], r["caption"], f"{cider:.6f}", f"{bleu4:.6f}"])
+    atomic_write_text(out / "per_image.csv", table.getvalue())
     order = sorted(range(len(rows)), key=lambda i: scores[i])
     picked = {"best": order[::-1][:examples], "worst": order[:examples]}
     module = type(cli.model).load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
 
+from lit_mc.errors import LitMcError
 from lit_mc.report.common import bench_root, markdown_table, read_json, results_root
 
-# -- captioning -----------------------------------------------------------------------------------------------
 CAPTIONERS = ("show_and_tell", "show_attend_tell", "transformer")
 CAPTION_METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")
 # Published Flickr8k test scores (x100), Xu et al., "Show, Attend and Tell", ICML 2015, Table 1 (VGG encoder).
@@ -156,3 +157,35 @@ def caption_data_overview(data_dir: Path, min_count: int = 5, samples: int = 3) 
         ax_image.set_title(name, fontsize=8)
     fig.tight_layout()
     return table + f"\n\nVocabulary: {len(vocab)} entries (4 special tokens).", fig
+
+
+def read_per_image(model: str, root: Path | None = None) -> dict[str, dict[str, float]]:
+    """``image -> {cider, bleu4}`` of a model's test captions (``results/flickr8k/<model>/per_image.csv``)."""
+    import csv
+
+    path = (root or results_root()) / "flickr8k" / model / "per_image.csv"
+    if not path.is_file():
+        raise LitMcError(f"result file {path} does not exist", "run python -m lit_mc.report.caption_runs on the run")
+    with path.open() as f:
+        return {r["image"]: {"cider": float(r["cider"]), "bleu4": float(r["bleu4"])} for r in csv.DictReader(f)}
+
+
+def paired_comparison_markdown(models: Sequence[str], against: str, root: Path | None = None) -> str:
+    """Each model minus ``against`` on the same test images: mean per-image CIDEr-D and BLEU-4 difference (x100)
+    with its 95% paired-bootstrap interval and p-value (10,000 resamples of the images)."""
+    from lit_mc.studies.stats import paired_bootstrap
+
+    base = read_per_image(against, root)
+    rows = []
+    for model in models:
+        mine = read_per_image(model, root)
+        images = sorted(set(mine) & set(base))
+        if len(images) != len(base):
+            raise LitMcError(f"{model} and {against} were tested on different images", "test both on one split")
+        cells = [model, str(len(images))]
+        for metric in ("cider", "bleu4"):
+            r = paired_bootstrap([mine[i][metric] for i in images], [base[i][metric] for i in images])
+            cells += [f"{100 * r['mean']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]", f"{r['p']:.3g}"]
+        rows.append(cells)
+    header = ["model", "images", f"CIDEr-D - {against} [95% CI]", "p", f"BLEU-4 - {against} [95% CI]", "p"]
+    return markdown_table(header, rows)
