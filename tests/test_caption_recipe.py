@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lit_mc.captioning.module import lr_factor
-from test_captioning import TINY, tiny_captioner
+from test_captioning import CONFIGS, TINY, tiny_captioner, toy_args
 
 
 def test_key_value_cached_step_equals_the_full_prefix_step() -> None:
@@ -121,3 +121,91 @@ def test_paired_comparison_table_from_per_image_files(tmp_path) -> None:  # noqa
         (folder / "per_image.csv").write_text("row,image,caption,cider,bleu4\n" + "\n".join(rows) + "\n")
     table = paired_comparison_markdown(["better"], against="base", root=tmp_path)
     assert "| better | 30 | +20.0 [+20.0, +20.0] | 0 | +10.0 [+10.0, +10.0] | 0 |" in table
+
+
+def test_cider_d_with_fixed_document_frequencies_equals_pycocoevalcap_on_its_own_corpus() -> None:
+    from pycocoevalcap.cider.cider import Cider
+
+    from lit_mc.captioning.reward import CiderD
+
+    hyps = ["a dog runs on the grass", "a man rides a bike", "two dogs play", "a child in the water"]
+    refs = [
+        ["a dog runs on the grass", "a brown dog runs"],
+        ["a man is riding a bicycle", "a person on a bike"],
+        ["two dogs play in the snow", "dogs playing"],
+        ["a child swims in the water", "kids in a pool"],
+    ]
+    ours = CiderD(refs).scores(hyps, refs)
+    theirs = Cider().compute_score({i: r for i, r in enumerate(refs)}, {i: [h] for i, h in enumerate(hyps)})[1]
+    assert ours == pytest.approx([float(x) for x in theirs], rel=1e-9)
+    fixed = CiderD(refs + [["a dog"]] * 20)  # another corpus: "a dog" is common there, so worth less
+    assert fixed.score(hyps[0], refs[0]) != pytest.approx(ours[0])
+
+
+class _ScriptedSampler(torch.nn.Module):
+    """Greedy picks "a <end>"; sampling draws "b <end>" or "a <end>" as the probabilities say (see ScriptedDecoder
+    in test_captioning): after <start>, "a" 0.6 and "b" 0.4; after either, <end>."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.logit = torch.nn.Parameter(torch.tensor([0.6, 0.4]).log())
+
+    def start(self, features: torch.Tensor) -> dict:
+        return {"features": features}
+
+    def step(self, state: dict, tokens: torch.Tensor) -> tuple:
+        rows = []
+        for t in tokens.tolist():
+            if t == TINY.start:
+                rows.append(torch.cat([torch.full((4,), -30.0), self.logit]))
+            else:
+                rows.append(torch.tensor([-30.0, -30.0, 0.0, -30.0, -30.0, -30.0]))
+        return torch.stack(rows).log_softmax(-1), state, None
+
+
+def test_self_critical_reward_baseline_and_gradient_on_a_scripted_decoder() -> None:
+    """References say "b": a sampled "b" earns CIDEr-D above the greedy "a" (advantage > 0) and a sampled "a"
+    earns exactly the greedy caption's (advantage 0), so the gradient raises the log-probability of "b" only."""
+    from lit_mc.captioning import ShowAndTell
+    from lit_mc.captioning.reward import CiderD
+
+    module = ShowAndTell(embed_dim=4, hidden_dim=4, scst=64, max_length=3)
+    module._build(TINY, feature_dim=2)
+    module.decoder = _ScriptedSampler()
+    refs = [["b", "b"]]
+    module.cider_reward = CiderD(refs + [["a b"], ["a"]])
+    torch.manual_seed(0)
+    loss, rewards = module.self_critical_loss(torch.zeros(1, 1, 2), refs)
+    b_reward = module.cider_reward.score("b", refs[0])
+    assert rewards["greedy_reward"] == pytest.approx(module.cider_reward.score("a", refs[0])) == 0.0
+    assert 0 < rewards["reward"] < b_reward and b_reward > 0  # a mix of "b" (rewarded) and "a" (not) samples
+    loss.backward()
+    grad = module.decoder.logit.grad
+    assert grad[1] < 0 < grad[0]  # descending the loss raises the logit of "b" and lowers that of "a"
+
+
+def test_self_critical_fine_tuning_through_lit_mc_fit(tmp_path, in_tmp) -> None:  # noqa: ANN001
+    """Cross-entropy first, then `lit-mc fit` with the SCST overlay from that checkpoint: the rewards are logged,
+    the weights start from the checkpoint and move."""
+    import csv
+
+    from lit_mc.captioning.toy import write_toy_set
+    from lit_mc.checkpoints import read_checkpoint
+    from lit_mc.cli import main
+
+    toy = write_toy_set(tmp_path / "toy", train=24, val=4, test=4, size=32)
+    small = ["--model.init_args.embed_dim=16", "--model.init_args.hidden_dim=32"]
+    main([*toy_args(toy, "show_and_tell"), *small])
+    xe = in_tmp / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    scst = [*toy_args(toy, "show_and_tell"), *small, "--config", str(CONFIGS / "scst.yaml"), "--data.batch_size=4",
+            f"--model.init_args.init_from={xe}", "--model.init_args.scst=2"]  # fmt: skip
+    main(scst)
+    run = in_tmp / "lightning_logs" / "version_1"
+    with (run / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert any(r.get("train_reward_epoch") or r.get("train_reward") for r in rows)
+    before = read_checkpoint(xe)["state_dict"]
+    after = read_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"]
+    assert before.keys() == after.keys()
+    moved = [k for k in before if not torch.equal(before[k], after[k])]
+    assert moved and len(moved) < len(before) + 1

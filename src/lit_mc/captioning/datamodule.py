@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -41,6 +41,8 @@ class Flickr8kDataModule(L.LightningDataModule):
         val_images: score only the first ``val_images`` validation images each epoch (``None``: all).
         train_images: train on the first ``train_images`` training images only (``None``: all).
         seed: shuffling seed (the order depends only on (seed, epoch)).
+        train_batches: ``pairs`` (one (image, caption) pair per entry, for cross-entropy) or ``images`` (one
+            training image per entry with all its references, for self-critical training).
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class Flickr8kDataModule(L.LightningDataModule):
         val_images: int | None = None,
         train_images: int | None = None,
         seed: int = 0,
+        train_batches: Literal["pairs", "images"] = "pairs",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -142,6 +145,8 @@ class Flickr8kDataModule(L.LightningDataModule):
     def train_dataloader(self) -> InMemoryBatches:
         hp = self.hparams
         shuffle = not (self.trainer is not None and self.trainer.overfit_batches)  # overfit: the same batch
+        if hp.train_batches == "images":  # each training image once, with all its references (SCST)
+            return InMemoryBatches(self._eval_tensors("train", None), hp.batch_size, shuffle, False, hp.seed)
         return InMemoryBatches((self.train_rows, self.train_captions), hp.batch_size, shuffle, False, hp.seed)
 
     def val_dataloader(self) -> InMemoryBatches:

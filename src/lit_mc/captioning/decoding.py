@@ -97,3 +97,35 @@ def beam_search(
     out_tokens = tokens.index_select(0, best)[:, 1:]
     out_att = torch.stack(attention, dim=1).index_select(0, best) if attention else None
     return Decoded(out_tokens, normalised.index_select(0, best), out_att)
+
+
+def sample(
+    decoder: StepDecoder, features: torch.Tensor, start: int, end: int, pad: int, max_length: int = 20
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Captions drawn word by word from the decoder's own distribution, with gradients (self-critical training).
+
+    Returns the tokens ``(B, T)`` without ``<start>`` (``<pad>`` after ``<end>``) and each caption's total
+    log-probability of its words and its ``<end>``. As in :func:`beam_search`, a caption still going after
+    ``max_length`` words ends there (its ``<end>`` is forced, at that word's log-probability).
+    """
+    batch = features.shape[0]
+    state = decoder.start(features)
+    tokens = torch.full((batch,), start, dtype=torch.long, device=features.device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=features.device)
+    total = torch.zeros(batch, device=features.device)
+    out = []
+    for step in range(max_length + 1):
+        log_probs, state, _ = decoder.step(state, tokens)
+        if step == max_length:
+            drawn = torch.full_like(tokens, end)
+        else:
+            drawn = torch.multinomial(log_probs.detach().float().exp(), 1).squeeze(1)
+        drawn = torch.where(finished, torch.full_like(drawn, pad), drawn)
+        picked = log_probs.gather(1, drawn.unsqueeze(1)).squeeze(1)
+        total = total + torch.where(finished, torch.zeros_like(picked), picked)
+        out.append(drawn)
+        finished = finished | (drawn == end)
+        tokens = drawn
+        if bool(finished.all()):
+            break
+    return torch.stack(out, dim=1), total

@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lit_mc.captioning.decoding import Decoded, beam_search
+from lit_mc.captioning.decoding import Decoded, beam_search, sample
 from lit_mc.captioning.encoder import EncoderSpec, GridEncoder
 from lit_mc.captioning.metrics import coco_scores
+from lit_mc.captioning.reward import CiderD
 from lit_mc.captioning.vocab import Vocabulary
 from lit_mc.errors import DivergedError, LitMcError, check_option
 
@@ -67,6 +68,12 @@ class CaptionModule(L.LightningModule):
         schedule: learning rate over the optimiser steps: ``constant``, ``inverse_sqrt`` (Vaswani et al. 2017:
             flat after the warm-up, then ``sqrt(warmup / step)``) or ``cosine`` (to 0 at the last step).
         warmup_steps: linear warm-up from 0 over this many steps first (0: none).
+        scst: train by self-critical sequence training (Rennie et al. 2017) instead of cross-entropy: ``scst``
+            captions sampled per image, each rewarded with its CIDEr-D (document frequencies of the training
+            references) minus that of the greedy caption; needs ``data.init_args.train_batches: images`` and is
+            meant to start from a cross-entropy checkpoint (``--ckpt_path`` of that run, or ``init_from``).
+        init_from: a checkpoint whose weights this run starts from (a new run: its optimiser and epoch count do
+            not carry over), e.g. the cross-entropy model that SCST fine-tunes.
     """
 
     def __init__(
@@ -84,10 +91,13 @@ class CaptionModule(L.LightningModule):
         label_smoothing: float = 0.0,
         schedule: Literal["constant", "inverse_sqrt", "cosine"] = "constant",
         warmup_steps: int = 0,
+        scst: int = 0,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         check_option(0 <= label_smoothing < 1, "label_smoothing", label_smoothing, "in [0, 1)")
         check_option(warmup_steps >= 0, "warmup_steps", warmup_steps, ">= 0")
+        check_option(scst >= 0, "scst", scst, ">= 0 (samples per image; 0: cross-entropy training)")
         check_option(schedule in ("constant", "inverse_sqrt", "cosine"), "schedule", schedule,
                      "constant, inverse_sqrt or cosine")  # fmt: skip
         self.save_hyperparameters()
@@ -190,7 +200,56 @@ class CaptionModule(L.LightningModule):
             )
         return self.encoder(batch["images"])
 
+    def self_critical_loss(
+        self, features: torch.Tensor, references: list[list[str]]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """SCST: ``-(reward - baseline) * log p(sample)`` over ``scst`` samples per image, reward the sample's
+        CIDEr-D and baseline the greedy caption's (decoded in eval mode, as at test time), per word of the
+        samples; and the mean sample and greedy rewards, for the log."""
+        k, vocab = self.hparams.scst, self.vocab
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            greedy = [vocab.decode(row) for row in self.generate(features, 1).tokens.tolist()]
+        self.train(was_training)
+        tokens, log_probs = sample(self.decoder, features.repeat_interleave(k, dim=0), vocab.start, vocab.end,
+                                   vocab.pad, self.hparams.max_length)  # fmt: skip
+        samples = [vocab.decode(row) for row in tokens.tolist()]
+        repeated = [refs for refs in references for _ in range(k)]
+        reward = torch.tensor(self.cider_reward.scores(samples, repeated), device=features.device)
+        baseline = torch.tensor(self.cider_reward.scores(greedy, references), device=features.device)
+        advantage = reward - baseline.repeat_interleave(k)
+        words = (tokens != vocab.pad).sum().clamp(min=1)
+        loss = -(advantage * log_probs).sum() / words
+        return loss, {"reward": reward.mean().item(), "greedy_reward": baseline.mean().item()}
+
+    def on_fit_start(self) -> None:
+        if self.hparams.scst:
+            datamodule = self._trainer.datamodule
+            if getattr(datamodule.hparams, "train_batches", "pairs") != "images":
+                raise LitMcError("SCST needs each training image with all its references",
+                                 "set data.init_args.train_batches: images")  # fmt: skip
+            corpus = [[" ".join(c) for c in datamodule.words[n]] for n in datamodule.splits["train"]]
+            self.cider_reward = CiderD(corpus)
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.init_from and not getattr(self, "_initialised", False):
+            from lit_mc.checkpoints import read_checkpoint
+
+            checkpoint = read_checkpoint(self.hparams.init_from)
+            self.configure_model()
+            self.on_load_checkpoint(checkpoint)
+            self.load_state_dict(checkpoint["state_dict"])
+            self._initialised = True
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        if self.hparams.scst:
+            loss, rewards = self.self_critical_loss(self.batch_features(batch), batch["references"])
+            size = len(batch["references"])
+            self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=size)
+            self.log("train_reward", rewards["reward"], prog_bar=True, on_epoch=True, batch_size=size)
+            self.log("train_greedy_reward", rewards["greedy_reward"], on_epoch=True, batch_size=size)
+            return loss
         ce, loss = self.teacher_forced_loss(self.batch_features(batch), batch["captions"])
         if not torch.isfinite(loss):
             raise DivergedError(
