@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import json
 import os
 import re
 from pathlib import Path
@@ -23,9 +24,30 @@ SCAFFOLD = {"config.yaml", "hparams.yaml"}  # what a run writes before its first
 _MADE_FOR: dict[Path, list[Path]] = {}
 
 
+INHERITED = "LIT_MC_RUN_DIRS"  # root -> folder claimed by the first process of a data-parallel run
+
+
+def _launched_by_lightning() -> bool:
+    """A process that Lightning started for data parallelism (rank > 0): it runs the command line again."""
+    return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
+
+
 def claim_run_dir(root: str | Path) -> Path:
-    """Create and return ``root/version_N`` for the smallest free ``N`` above every existing one."""
+    """Create and return ``root/version_N`` for the smallest free ``N`` above every existing one.
+
+    Under Lightning DDP the other processes re-run the command: they get the folder the first one claimed (passed
+    down in the environment), so a run over several processes is one folder."""
     root = Path(root)
+    inherited = json.loads(os.environ.get(INHERITED, "{}"))
+    if _launched_by_lightning() and str(root.resolve()) in inherited:
+        return Path(inherited[str(root.resolve())])
+    folder = _claim_new(root)
+    inherited[str(root.resolve())] = str(folder)
+    os.environ[INHERITED] = json.dumps(inherited)  # read only by processes that Lightning launches from this one
+    return folder
+
+
+def _claim_new(root: Path) -> Path:
     missing = [p for p in (root, *root.parents) if not p.exists()]
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import lightning as L
 import torch
 
-from lit_mc.batches import InMemoryBatches
+from lit_mc.batches import InMemoryBatches, replicas
 from lit_mc.captioning.annotations import Annotations, load_annotations
 from lit_mc.captioning.encoder import EncoderSpec, FeatureCache, GridEncoder, cache_features, check_spec, load_images
 from lit_mc.captioning.vocab import Vocabulary, clean_caption
@@ -145,15 +145,21 @@ class Flickr8kDataModule(L.LightningDataModule):
     def train_dataloader(self) -> InMemoryBatches:
         hp = self.hparams
         shuffle = not (self.trainer is not None and self.trainer.overfit_batches)  # overfit: the same batch
+        shares = {"num_replicas": replicas(self.trainer)[0], "rank": replicas(self.trainer)[1], "equal_shares": True}
         if hp.train_batches == "images":  # each training image once, with all its references (SCST)
-            return InMemoryBatches(self._eval_tensors("train", None), hp.batch_size, shuffle, False, hp.seed)
-        return InMemoryBatches((self.train_rows, self.train_captions), hp.batch_size, shuffle, False, hp.seed)
+            return InMemoryBatches(self._eval_tensors("train", None), hp.batch_size, shuffle, False, hp.seed, **shares)
+        return InMemoryBatches((self.train_rows, self.train_captions), hp.batch_size, shuffle, False, hp.seed,
+                               **shares)  # fmt: skip
+
+    def _eval_batches(self, split: str, limit: int | None) -> InMemoryBatches:
+        size, (count, rank) = self.hparams.eval_batch_size, replicas(self.trainer)
+        return InMemoryBatches(self._eval_tensors(split, limit), size, num_replicas=count, rank=rank)
 
     def val_dataloader(self) -> InMemoryBatches:
-        return InMemoryBatches(self._eval_tensors("val", self.hparams.val_images), self.hparams.eval_batch_size)
+        return self._eval_batches("val", self.hparams.val_images)
 
     def test_dataloader(self) -> InMemoryBatches:
-        return InMemoryBatches(self._eval_tensors("test", None), self.hparams.eval_batch_size)
+        return self._eval_batches("test", None)
 
     def predict_dataloader(self) -> InMemoryBatches:
         return self.test_dataloader()

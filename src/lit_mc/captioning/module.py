@@ -258,7 +258,7 @@ class CaptionModule(L.LightningModule):
             )
         size = len(batch["captions"])
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=size)
-        self.log("train_ce", ce, on_step=False, on_epoch=True, batch_size=size)
+        self.log("train_ce", ce, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -305,13 +305,32 @@ class CaptionModule(L.LightningModule):
         features, refs = self.batch_features(batch), batch["captions"]
         b, r, t = refs.shape
         ce, _ = self.teacher_forced_loss(features.repeat_interleave(r, dim=0), refs.reshape(b * r, t))
-        self.log(f"{prefix}_loss", ce, prog_bar=True, batch_size=b)  # cross-entropy: comparable across models
+        self.log(f"{prefix}_loss", ce, prog_bar=True, batch_size=b, sync_dist=True)  # plain CE: compares models
         store = self._outputs.setdefault(prefix, [])
         for k in beam_sizes:
             store.append((k, batch["rows"].tolist(), self.captions(features, k), batch["references"]))
 
+    def _gathered(self, prefix: str) -> list:
+        """This split's ``(beam, rows, captions, references)`` outputs of every process (each image once, in row
+        order), so that the scores are those of the whole split whatever the number of processes."""
+        outputs = self._outputs.get(prefix, [])
+        if self._trainer is None or self._trainer.world_size == 1:
+            return outputs
+        import torch.distributed as dist
+
+        everyone: list = [None] * self._trainer.world_size
+        dist.all_gather_object(everyone, outputs)
+        by_beam: dict[int, dict[int, tuple[str, list[str]]]] = {}
+        for k, rows, hyps, refs in (entry for part in everyone for entry in part):
+            by_beam.setdefault(k, {}).update({r: (h, ref) for r, h, ref in zip(rows, hyps, refs, strict=True)})
+        merged = []
+        for k, items in by_beam.items():
+            rows = sorted(items)
+            merged.append((k, rows, [items[r][0] for r in rows], [items[r][1] for r in rows]))
+        return merged
+
     def _scores(self, prefix: str, meteor: bool) -> dict[int, dict[str, float]]:
-        outputs, self._outputs[prefix] = self._outputs.get(prefix, []), []
+        outputs, self._outputs[prefix] = self._gathered(prefix), []
         by_beam: dict[int, tuple[list[str], list]] = {}
         for k, _, hyps, refs in outputs:
             h, r = by_beam.setdefault(k, ([], []))
@@ -336,7 +355,7 @@ class CaptionModule(L.LightningModule):
         self._eval_step(batch, "test", self.hparams.test_beam_sizes or [1])
 
     def on_test_epoch_end(self) -> None:
-        outputs = list(self._outputs.get("test", []))
+        outputs = self._gathered("test")  # the captions of every process, for captions.csv
         results = self._scores("test", meteor=True)
         for k, scores in results.items():
             suffix = "" if k == 1 else f"_beam{k}"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from lit_mc.batches import InMemoryBatches
+from lit_mc.batches import InMemoryBatches, replicas
 from lit_mc.classification.augment import Augmentation, augment_batch
 from lit_mc.classification.eda import channel_stats
 from lit_mc.errors import LitMcError, check_option
@@ -290,7 +290,9 @@ class CIFAR10DataModule(L.LightningDataModule):
         shuffle = train and not self._overfitting  # overfit_batches must see the same batch every epoch
         size = self.batch_size if train else self.eval_batch_size
         drop_last = shuffle and len(idx) > size  # no ragged last batch (a batch of 1 breaks BatchNorm)
-        return InMemoryBatches((images[index], labels[index]), size, shuffle, drop_last, self.seed)
+        count, rank = replicas(self.trainer)
+        tensors = (images[index], labels[index])
+        return InMemoryBatches(tensors, size, shuffle, drop_last, self.seed, count, rank, equal_shares=train)
 
     def train_dataloader(self) -> InMemoryBatches:
         assert self.arrays is not None, "call setup() first"

@@ -163,7 +163,8 @@ class ImageClassifier(L.LightningModule):
                 "lower the learning rate (model.lr) or add BatchNorm; the last good checkpoint is kept",
             )
         self.train_acc(logits, labels)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        size = len(labels)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
         self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
@@ -171,7 +172,7 @@ class ImageClassifier(L.LightningModule):
         loss, logits, labels = self._loss(batch)
         self.val_acc(logits, labels)
         self.val_f1(logits, labels)
-        self.log("val_loss", loss, prog_bar=True, batch_size=len(labels))
+        self.log("val_loss", loss, prog_bar=True, batch_size=len(labels), sync_dist=True)  # over all processes
         self.log("val_acc", self.val_acc, prog_bar=True)
         self.log("val_f1", self.val_f1)
 
