@@ -99,6 +99,7 @@ class ImageClassifier(L.LightningModule):
         self.test_per_class = torchmetrics.Accuracy(average=None, **metric)
         self.test_loss = torchmetrics.MeanMetric()
         self.test_confusion = torchmetrics.ConfusionMatrix(**metric)
+        self.test_ece = torchmetrics.CalibrationError(n_bins=15, **metric)  # expected calibration error, 15 bins
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
 
@@ -181,17 +182,20 @@ class ImageClassifier(L.LightningModule):
         self.test_loss.update(loss, weight=len(labels))
         for metric in (self.test_acc, self.test_f1, self.test_per_class, self.test_confusion):
             metric.update(logits, labels)
+        self.test_ece.update(logits.softmax(dim=1), labels)
 
     def on_test_epoch_end(self) -> None:
         results = {
             "test_loss": self.test_loss.compute(),
             "test_acc": self.test_acc.compute(),
             "test_f1": self.test_f1.compute(),
+            "test_ece": self.test_ece.compute(),
         }
         for name, acc in zip(self.class_names, self.test_per_class.compute(), strict=False):
             results[f"test_acc_{name}"] = acc
         self.confusion = self.test_confusion.compute().cpu()
-        for metric in (self.test_loss, self.test_acc, self.test_f1, self.test_per_class, self.test_confusion):
+        for metric in (self.test_loss, self.test_acc, self.test_f1, self.test_per_class, self.test_confusion,
+                       self.test_ece):  # fmt: skip
             metric.reset()
         self.log_dict(results)
         self.test_metrics = {k: float(v) for k, v in results.items()}

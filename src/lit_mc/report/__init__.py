@@ -24,6 +24,7 @@ from lit_mc.report.classification import (
     claims_markdown,
     compute_table,
     confusion_figure,
+    confusion_pairs_markdown,
     cv_markdown,
     load_study,
     overfit_markdown,
@@ -46,6 +47,7 @@ from lit_mc.report.common import (
 )
 
 __all__ = [
+    "confusion_pairs_markdown",
     "paired_comparison_markdown",
     "read_per_image",
     "CAPTIONERS",

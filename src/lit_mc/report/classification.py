@@ -206,3 +206,14 @@ def write_study_figures(report: dict[str, Any], store: ResultsStore) -> list[Pat
         atomic_save_figure(fig, store.root / name)
         written.append(store.root / name)
     return written
+
+
+def confusion_pairs_markdown(test_metrics: dict[str, Any], top: int = 5) -> str:
+    """The most frequent confusions (true class -> predicted class), as counts and shares of the true class."""
+    names, confusion = test_metrics["class_names"], test_metrics["confusion"]
+    pairs = [(confusion[i][j], i, j) for i in range(len(names)) for j in range(len(names)) if i != j]
+    rows = []
+    for count, i, j in sorted(pairs, reverse=True)[:top]:
+        share = count / max(1, sum(confusion[i]))
+        rows.append([f"{names[i]} -> {names[j]}", count, f"{100 * share:.1f}%"])
+    return markdown_table(["true -> predicted", "test images", "share of the true class"], rows)
