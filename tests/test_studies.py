@@ -320,3 +320,26 @@ def test_a_diverging_cell_is_stored_as_a_result(cv: CrossValidation) -> None:
     cell = cv.run_fold(0)
     assert cell["diverged"].startswith("training loss became") and 0.0 <= cell["final"]["val_acc"] <= 1.0
     assert cv.store.read(cell["key"])["diverged"] == cell["diverged"]
+
+
+def test_study_repeated_over_seeds_with_a_test_after_each_run(cifar_root: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """``seeds`` with ``folds: 1`` and ``test: true``: each setting runs once per seed on the config's own split,
+    each run is tested once, and the comparison is the plain paired t-test over the seeds (the runs share their
+    training images and are scored on one fixed test set, so Nadeau & Bengio's correction does not apply)."""
+    monkeypatch.chdir(tmp_path)
+    path = _study_file(tmp_path, cifar_root, folds=1, seeds=[0, 1], test=True, metric="test_acc")
+    study = Study.load(path)
+    study.budget.append("--data.val_size=50")
+    store = ResultsStore(tmp_path / "seeds")
+    report = run_study(study, store, runs_dir=tmp_path / "runs")
+    cells = store.cells()
+    assert sorted(c["seed"] for c in cells) == [0, 0, 1, 1] and all("test_acc" in c["final"] for c in cells)
+    assert all(c["resolved_config"]["seed_everything"] == c["seed"] for c in cells)
+    (comparison,) = report["comparisons"]
+    assert comparison["test"] == "paired t-test over seeds" and comparison["df"] == 1
+    base, other = (row["values"] for row in report["rows"])
+    diffs = [a - b for a, b in zip(other, base, strict=True)]
+    if diffs[0] != diffs[1]:
+        assert comparison["p_value"] == pytest.approx(float(stats.ttest_rel(other, base).pvalue))
+    with pytest.raises(LitMcError, match="seeds"):
+        Study.load(_study_file(tmp_path, cifar_root, folds=2, seeds=[0, 1]))

@@ -89,17 +89,32 @@ class CrossValidation:
         overrides: list[str] | None = None,
         store: ResultsStore | None = None,
         runs_dir: str | Path = "lightning_logs/cv",
+        seeds: list[int] | None = None,
+        test: bool = False,
     ) -> None:
         self.config = Path(config)
         self.folds = folds
         self.overrides = list(overrides or [])
         self.store = store or ResultsStore(Path("results") / "cv" / self.config.stem)
         self.runs_dir = Path(runs_dir)
+        self.seeds = list(seeds) if seeds else None
+        self.test = test
+
+    @property
+    def repeats(self) -> int:
+        """Runs per setting: one per seed when ``seeds`` are given (each on the config's own split), else folds."""
+        return len(self.seeds) if self.seeds else self.folds
 
     def _cli_args(self, fold: int) -> list[str]:
-        folds = [f"--data.init_args.num_folds={self.folds}", f"--data.init_args.fold={fold}"] if self.folds > 1 else []
+        if self.seeds:  # repeat r: another seed for the weights, the order and the augmentation
+            seed = self.seeds[fold]
+            repeat = [f"--seed_everything={seed}", f"--data.init_args.seed={seed}"]
+        elif self.folds > 1:
+            repeat = [f"--data.init_args.num_folds={self.folds}", f"--data.init_args.fold={fold}"]
+        else:
+            repeat = []
         return [
-            "--config", str(self.config), *self.overrides, *folds, "--test_after_fit=false",
+            "--config", str(self.config), *self.overrides, *repeat, f"--test_after_fit={str(self.test).lower()}",
             f"--trainer.logger.init_args.save_dir={self.runs_dir}",
             f"--trainer.logger.init_args.name={self.config.stem}",
         ]  # fmt: skip
@@ -151,6 +166,11 @@ class CrossValidation:
         if diverged:  # measure the diverged network as it stands, as the study's metric must for every setting
             validated = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)[0]
             metrics = {k: float(v) for k, v in validated.items()}
+        if self.test and not diverged:  # the test split, once, with the best checkpoint when there is one
+            best = bool(getattr(cli.trainer.checkpoint_callback, "best_model_path", ""))
+            tested = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best" if best else None,
+                                      verbose=False)[0]  # fmt: skip
+            metrics.update({k: float(v) for k, v in tested.items()})
         train_images = len(cli.datamodule.train_idx) * cli.trainer.current_epoch
         return {
             "key": key,
@@ -158,6 +178,7 @@ class CrossValidation:
             "overrides": self.overrides,
             "fold": fold,
             "folds": self.folds,
+            "seed": self.seeds[fold] if self.seeds else None,
             "final": metrics,
             "curves": read_curves(Path(cli.trainer.log_dir) / "metrics.csv"),
             "epochs": cli.trainer.current_epoch,

@@ -23,6 +23,8 @@ the hypothesis makes::
         order: [{...: [32, 64]}, {...: [32, 64, 128]}, {...: [32, 64, 128, 256]}]  # each higher than the last
     retune: {key: model.init_args.lr, factors: [0.5, 1, 2], fold: 0}   # optional: each setting's own LR choice
     retry_diverged: 0.5   # optional: a diverged setting runs again at its LR times this (twice at most)
+    seeds: [0, 1, 2]      # optional, with folds: 1: repeats by seed instead of by fold (a plain paired t-test then)
+    test: true            # optional: test each run once after training (its best checkpoint); metric: test_acc
     second_budget: ["--trainer.max_epochs=30", "--data.subset=0.6"]    # optional: `lit-mc study run --second-budget`
 
 Every (setting, fold) is one Lightning run stored as a cell (see :class:`ResultsStore`), so a study resumes
@@ -100,6 +102,13 @@ class Study:
     retune: Retune | None = None
     retry_diverged: float | None = None
     second_budget: list[str] | None = None
+    seeds: list[int] | None = None
+    test: bool = False
+
+    @property
+    def repeats(self) -> int:
+        """Runs per setting: one per seed (``seeds``), else one per fold."""
+        return len(self.seeds) if self.seeds else self.folds
 
     @classmethod
     def load(cls, path: str | Path) -> Study:
@@ -144,8 +153,14 @@ class Study:
             raise LitMcError(f"{where}: folds={self.folds}", "use 1 (the base config's hold-out) or k >= 2 folds")
         if self.score not in ("final", "best"):
             raise LitMcError(f"{where}: score {self.score!r} is not final or best", "write score: final or best")
-        if self.retune is not None and not 0 <= self.retune.fold < self.folds:
-            raise LitMcError(f"{where}: retune fold {self.retune.fold} of {self.folds}", "pick a fold in range")
+        seeds = self.seeds
+        if seeds is not None and (self.folds != 1 or len(seeds) < 2 or len(set(seeds)) < len(seeds)):
+            raise LitMcError(
+                f"{where}: seeds {seeds} with folds={self.folds}",
+                "give two or more distinct seeds, with folds: 1 (each seed on the config's own split)",
+            )
+        if self.retune is not None and not 0 <= self.retune.fold < self.repeats:
+            raise LitMcError(f"{where}: retune fold {self.retune.fold} of {self.repeats}", "pick a fold in range")
         if self.retry_diverged is not None and not 0 < self.retry_diverged < 1:
             raise LitMcError(f"{where}: retry_diverged={self.retry_diverged}", "give a factor in (0, 1), e.g. 0.5")
         settings = self.settings()
@@ -267,7 +282,8 @@ class StudyRun:
 
     def cv(self, setting: Setting) -> CrossValidation:
         overrides = [*self.study.budget, *_override_args(setting)]
-        return CrossValidation(self.study.base, self.study.folds, overrides, self.store, self.runs_dir)
+        study = self.study
+        return CrossValidation(study.base, study.folds, overrides, self.store, self.runs_dir, study.seeds, study.test)
 
     def key(self, setting: Setting, fold: int) -> str:
         ident = (json.dumps(setting, sort_keys=True), fold)
@@ -331,10 +347,10 @@ class StudyRun:
                 "chosen": chosen[study.retune.key],
             }
         for _ in range(RETRIES + 1):
-            needed = [(chosen, f) for f in range(study.folds) if self.cell(chosen, f) is None]
+            needed = [(chosen, f) for f in range(study.repeats) if self.cell(chosen, f) is None]
             if needed:
                 return needed, None
-            diverged = [f for f in range(study.folds) if self.cell(chosen, f).get("diverged")]
+            diverged = [f for f in range(study.repeats) if self.cell(chosen, f).get("diverged")]
             if not diverged or study.retry_diverged is None or len(info["retries"]) == RETRIES:
                 break
             key = study.retune.key if study.retune else "model.init_args.lr"
@@ -485,9 +501,9 @@ def _row(run: StudyRun, setting: Setting) -> dict[str, Any]:
             f"run `lit-mc study run` on {study.name}'s file",
         )
     chosen = info["run_setting"]
-    cells = [run.cell(chosen, f) for f in range(study.folds)]
+    cells = [run.cell(chosen, f) for f in range(study.repeats)]
     consulted = [run.cell(c, study.retune.fold) for c in run._candidates(setting)] if study.retune else []
-    consulted += [run.cell(r["diverged"], f) for r in info["retries"] for f in range(study.folds)]
+    consulted += [run.cell(r["diverged"], f) for r in info["retries"] for f in range(study.repeats)]
     extra = [c for c in consulted if c is not None and c["key"] not in {x["key"] for x in cells}]
     values = [run.score(c) for c in cells]
     return {
@@ -517,7 +533,9 @@ def _row(run: StudyRun, setting: Setting) -> dict[str, Any]:
 def _compare(study: Study, better: dict[str, Any], worse: dict[str, Any]) -> dict[str, Any]:
     """``better`` minus ``worse`` over the paired folds, with the corrected t-test and the detectable effect."""
     diffs = [a - b for a, b in zip(better["values"], worse["values"], strict=True)]
-    ratio = (worse["val_images"] or 1) / (worse["train_images"] or 1)  # n_test / n_train of Nadeau & Bengio
+    # n_test / n_train of Nadeau & Bengio: folds share training images; seeds train on the same ones and are
+    # compared on one fixed split, for which the ordinary paired test (no correction) is the right one
+    ratio = 0.0 if study.seeds else (worse["val_images"] or 1) / (worse["train_images"] or 1)
     test = corrected_paired_t(diffs, ratio)
     sd = math.sqrt(sum((d - test["mean"]) ** 2 for d in diffs) / (len(diffs) - 1)) if len(diffs) > 1 else math.nan
     return {
@@ -532,7 +550,9 @@ def _compare(study: Study, better: dict[str, Any], worse: dict[str, Any]) -> dic
         "se": test["se"],
         "df": test["df"],
         "p_value": test["p"],
-        "test": "Nadeau-Bengio corrected resampled t-test" if test["df"] else "none (one run per setting)",
+        "test": ("paired t-test over seeds" if study.seeds else "Nadeau-Bengio corrected resampled t-test")
+        if test["df"]
+        else "none (one run per setting)",
         "cohens_d": test["mean"] / sd if sd else math.nan,
         "mde": minimum_detectable_effect(test["se"], test["df"]),
     }
@@ -638,6 +658,7 @@ def build_report(run: StudyRun) -> dict[str, Any]:
         "metric": study.metric,
         "score": study.score,
         "folds": study.folds,
+        "seeds": study.seeds,
         "budget": study.budget,
         "retune": None if study.retune is None else vars(study.retune),
         "rows": rows,
