@@ -367,13 +367,17 @@ class StudyRun:
 
     def pending(self) -> list[tuple[Task, str]]:
         """The cells needed now, each with its key (the same cell named twice is listed once)."""
+        return [(task, key) for task, key, _ in self.pending_labelled()]
+
+    def pending_labelled(self) -> list[tuple[Task, str, str]]:
+        """:meth:`pending`, each cell also with its label (``setting, fold f``)."""
         out, seen = [], set()
         for setting in self.study.settings():
             for run_setting, fold in self.plan(setting)[0]:
                 key = self.key(run_setting, fold)
                 if key not in seen:
                     seen.add(key)
-                    out.append(((self.cv(run_setting), fold), key))
+                    out.append(((self.cv(run_setting), fold), key, f"{setting_label(run_setting)}, fold {fold}"))
         return out
 
     def cells_used(self) -> list[str]:
@@ -455,23 +459,7 @@ def train_missing_cells(
 def missing_cells(study: Study, store: ResultsStore, runs_dir: str | Path = "lightning_logs/studies") -> list[str]:
     """The labels (setting, fold) of the cells a ``run`` would train now: nothing is trained here. A retuned study
     lists its candidates first; the chosen settings' other folds follow once those are stored."""
-    return [
-        f"{setting_label(cv_setting(task[0]))}, fold {task[1]}"
-        for task, _ in StudyRun(study, store, runs_dir).pending()
-    ]
-
-
-def cv_setting(cv: CrossValidation) -> Setting:
-    """The setting a CV's overrides carry (``--key=value`` after the budget), for labels."""
-    out = {}
-    for arg in cv.overrides:
-        key, _, value = arg[2:].partition("=")
-        if key.startswith(("model.", "data.")):
-            try:
-                out[key] = json.loads(value)
-            except json.JSONDecodeError:
-                out[key] = value
-    return out
+    return [label for _, _, label in StudyRun(study, store, runs_dir).pending_labelled()]
 
 
 def run_study(
