@@ -343,3 +343,21 @@ def test_study_repeated_over_seeds_with_a_test_after_each_run(cifar_root: Path, 
         assert comparison["p_value"] == pytest.approx(float(stats.ttest_rel(other, base).pvalue))
     with pytest.raises(LitMcError, match="seeds"):
         Study.load(_study_file(tmp_path, cifar_root, folds=2, seeds=[0, 1]))
+
+
+def test_study_cells_logged_to_wandb_grouped_by_setting(cifar_root: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """``--wandb``: each cell is also an (offline) W&B run in the group of its study and setting; the cells and
+    their keys are those of the same study without W&B."""
+    pytest.importorskip("wandb")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    path = _study_file(tmp_path, cifar_root)
+    main(["study", "run", str(path), "--wandb"])
+    cells = sorted(p.name for p in (tmp_path / "results" / "studies" / "cells").glob("*.json"))
+    runs = sorted((tmp_path / "lightning_logs" / "studies").rglob("offline-run-*"))
+    assert len(cells) == 4 and len(runs) == 4
+    plain = ResultsStore(tmp_path / "plain")
+    report = run_study(Study.load(path), plain, runs_dir=tmp_path / "runs")
+    assert sorted(f"{k}.json" for row in report["rows"] for k in row["cells"]) == cells
+    assert len({run.parent.parent for run in runs}) == 4  # each in its own run folder

@@ -137,6 +137,7 @@ def run_study_command(args: list[str]) -> None:
     parser.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
     parser.add_argument("--dry-run", action="store_true", help="run: list the cells that would train, train none")
     parser.add_argument("--second-budget", action="store_true", help="run at the study file's second_budget")
+    parser.add_argument("--wandb", action="store_true", help="run: each cell also logs to W&B (offline unless set up)")
     opts = parser.parse_args(args)
     if opts.action == "rekey":  # after a change of the cell key's definition: move the cells to their new keys
         renamed = rekey(opts.results)
@@ -152,7 +153,7 @@ def run_study_command(args: list[str]) -> None:
     if opts.action == "run":
         studies = [Study.load(path) for path in opts.study]  # every file checked before anything trains
         studies = [s.at_second_budget() for s in studies] if opts.second_budget else studies
-        runs = [StudyRun(s, _study_store(opts.results, s.name)) for s in studies]
+        runs = [StudyRun(s, _study_store(opts.results, s.name), wandb=opts.wandb) for s in studies]
         if opts.dry_run:
             from lit_mc.studies.study import missing_cells
 

@@ -91,6 +91,7 @@ class CrossValidation:
         runs_dir: str | Path = "lightning_logs/cv",
         seeds: list[int] | None = None,
         test: bool = False,
+        wandb: tuple[str, str] | None = None,
     ) -> None:
         self.config = Path(config)
         self.folds = folds
@@ -99,6 +100,7 @@ class CrossValidation:
         self.runs_dir = Path(runs_dir)
         self.seeds = list(seeds) if seeds else None
         self.test = test
+        self.wandb = wandb  # (job type, group): each run also logs to W&B, the folds of a setting in one group
 
     @property
     def repeats(self) -> int:
@@ -113,10 +115,21 @@ class CrossValidation:
             repeat = [f"--data.init_args.num_folds={self.folds}", f"--data.init_args.fold={fold}"]
         else:
             repeat = []
+        csv_logger = [f"--trainer.logger.init_args.save_dir={self.runs_dir}",
+                      f"--trainer.logger.init_args.name={self.config.stem}"]  # fmt: skip
+        if self.wandb is not None:  # the logger is not part of a cell's key: the same cell with or without W&B
+            job, group = self.wandb
+            loggers = [
+                {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                 "init_args": {"save_dir": str(self.runs_dir), "name": self.config.stem}},
+                {"class_path": "lightning.pytorch.loggers.WandbLogger",
+                 "init_args": {"project": "lit-mc", "job_type": job, "group": group, "save_dir": str(self.runs_dir),
+                               "name": f"{group} {'seed' if self.seeds else 'fold'} {fold}"}},
+            ]  # fmt: skip
+            csv_logger = [f"--trainer.logger={json.dumps(loggers)}"]
         return [
             "--config", str(self.config), *self.overrides, *repeat, f"--test_after_fit={str(self.test).lower()}",
-            f"--trainer.logger.init_args.save_dir={self.runs_dir}",
-            f"--trainer.logger.init_args.name={self.config.stem}",
+            *csv_logger,
         ]  # fmt: skip
 
     def resolve(self, fold: int) -> tuple[Any, dict[str, Any], str]:
@@ -152,6 +165,10 @@ class CrossValidation:
                 self.store.write(key, record)
                 return record
         finally:
+            if self.wandb is not None:  # one W&B run per cell: the next cell in this process starts its own
+                import wandb
+
+                wandb.finish()
             cli.release_unused_run_dirs()
 
     def _train(self, cli: Any, resolved: dict[str, Any], key: str, fold: int) -> dict[str, Any]:

@@ -273,8 +273,11 @@ class StudyRun:
     then needs its retry. :meth:`pending` returns what is needed *now*; run it again after those cells trained.
     """
 
-    def __init__(self, study: Study, store: ResultsStore, runs_dir: str | Path = "lightning_logs/studies") -> None:
+    def __init__(
+        self, study: Study, store: ResultsStore, runs_dir: str | Path = "lightning_logs/studies", wandb: bool = False
+    ) -> None:
         self.study = study
+        self.wandb = wandb
         self.store = store
         self.runs_dir = Path(runs_dir) / study.name
         self._keys: dict[tuple[str, int], str] = {}
@@ -283,7 +286,9 @@ class StudyRun:
     def cv(self, setting: Setting) -> CrossValidation:
         overrides = [*self.study.budget, *_override_args(setting)]
         study = self.study
-        return CrossValidation(study.base, study.folds, overrides, self.store, self.runs_dir, study.seeds, study.test)
+        wandb = (study.name, f"{study.name}: {setting_label(setting)}") if self.wandb else None
+        return CrossValidation(study.base, study.folds, overrides, self.store, self.runs_dir, study.seeds, study.test,
+                               wandb)  # fmt: skip
 
     def key(self, setting: Setting, fold: int) -> str:
         ident = (json.dumps(setting, sort_keys=True), fold)
