@@ -59,36 +59,22 @@ def world(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         "capital_direction": {**body, "expectation": {"setting": {"model.init_args.lr": 0.1}, "direction": "Higher"}},
         "expected_not_in_grid": {**body, "expectation": {"setting": {"model.init_args.lr": 0.3}}},
         "reference_not_in_grid": {**body, "reference_setting": {"model.init_args.lr": 0.5}},
-        "claim_direction": {
-            **body,
-            "claims": [
-                {
-                    "claim": "c",
-                    "setting": {"model.init_args.lr": 0.1},
-                    "against": {"model.init_args.lr": 0.01},
-                    "direction": "up",
-                }
-            ],
-        },
+        "claim_direction": {**body, "claims": [_pair_claim("up")]},
         "claim_not_in_grid": {
             **body,
             "claims": [{"claim": "c", "order": [{"model.init_args.lr": 0.01}, {"model.init_args.lr": 0.03}]}],
         },
-        "equal_without_margin": {
-            **body,
-            "claims": [
-                {
-                    "claim": "c",
-                    "setting": {"model.init_args.lr": 0.1},
-                    "against": {"model.init_args.lr": 0.01},
-                    "direction": "equal",
-                }
-            ],
-        },
+        "equal_without_margin": {**body, "claims": [_pair_claim("equal")]},
     }
     for name, study in studies.items():
         (root / f"{name}.yaml").write_text(yaml.safe_dump(study))
     return root
+
+
+def _pair_claim(direction: str) -> dict:
+    """A claim of lr 0.1 against lr 0.01 in ``direction``."""
+    return {"claim": "c", "setting": {"model.init_args.lr": 0.1}, "against": {"model.init_args.lr": 0.01},
+            "direction": direction}  # fmt: skip
 
 
 def _fit(data: str, *extra: str) -> list[str]:
