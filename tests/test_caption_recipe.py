@@ -209,3 +209,16 @@ def test_self_critical_fine_tuning_through_lit_mc_fit(tmp_path, in_tmp) -> None:
     assert before.keys() == after.keys()
     moved = [k for k in before if not torch.equal(before[k], after[k])]
     assert moved and len(moved) < len(before) + 1
+
+
+def test_decoding_is_chosen_on_the_validation_split(tmp_path, in_tmp) -> None:  # noqa: ANN001
+    from lit_mc.captioning.toy import write_toy_set
+    from lit_mc.cli import main
+    from lit_mc.report.caption_runs import best_checkpoint, choose_decoding
+
+    toy = write_toy_set(tmp_path / "toy", train=24, val=4, test=4, size=32)
+    main([*toy_args(toy, "show_and_tell"), "--model.init_args.embed_dim=16", "--model.init_args.hidden_dim=32"])
+    chosen = choose_decoding(best_checkpoint(in_tmp / "lightning_logs" / "version_0"), toy, beams=(1, 2),
+                             penalties=(0.0, 1.0))  # fmt: skip
+    assert [(r["beam_size"], r["length_penalty"]) for r in chosen["grid"]] == [(1, 0.0), (2, 0.0), (2, 1.0)]
+    assert chosen["best"]["val_cider"] == max(r["val_cider"] for r in chosen["grid"])

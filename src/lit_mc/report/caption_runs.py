@@ -94,13 +94,45 @@ def analyse_run(run: Path, data_dir: Path, out: Path, examples: int = 3, beam: i
     return summary
 
 
+def choose_decoding(
+    checkpoint: Path, data_dir: Path, beams: tuple[int, ...] = (1, 3, 5), penalties: tuple[float, ...] = (0.0, 0.5, 1.0)
+) -> dict[str, Any]:
+    """Validation CIDEr (greedy, and each beam size with each length penalty) of a checkpoint, and the best setting:
+    the decoding that the test split is then scored with, chosen without looking at it."""
+    from lit_mc.checkpoints import model_and_data_args
+    from lit_mc.runner import run_lightning_cli
+
+    grid = []
+    for k in beams:
+        for penalty in penalties if k > 1 else (0.0,):  # the length penalty only reorders finished beams
+            args = [*model_and_data_args(str(checkpoint)), f"--data.init_args.data_dir={data_dir}",
+                    f"--model.init_args.val_beam_size={k}", f"--model.init_args.length_penalty={penalty}",
+                    "--trainer.logger=false", "--trainer.enable_progress_bar=false"]  # fmt: skip
+            cli = run_lightning_cli(args, run=False)
+            scores = cli.trainer.validate(cli.model, datamodule=cli.datamodule, ckpt_path=str(checkpoint),
+                                          verbose=False)[0]  # fmt: skip
+            grid.append({"beam_size": k, "length_penalty": penalty, "val_cider": float(scores["val_cider"]),
+                         "val_bleu4": float(scores["val_bleu4"])})  # fmt: skip
+    best = max(grid, key=lambda row: row["val_cider"])
+    return {"checkpoint": checkpoint.name, "grid": grid, "best": best}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="run folders (lightning_logs/flickr8k_<model>/version_N)")
     parser.add_argument("--data", default="data/flickr8k")
     parser.add_argument("--out", default="results/flickr8k")
+    parser.add_argument("--choose-decoding", action="store_true",
+                        help="also score beam sizes 1, 3, 5 x length penalties 0, 0.5, 1 on the validation split "
+                             "(decoding.json: the test split's decoding, chosen on validation)")  # fmt: skip
     opts = parser.parse_args()
     for run in map(Path, opts.runs):
+        if opts.choose_decoding:
+            chosen = choose_decoding(best_checkpoint(run), Path(opts.data))
+            out = Path(opts.out) / run.parent.name.removeprefix("flickr8k_")
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / "decoding.json", json.dumps(chosen, indent=1))
+            print(f"{run}: decode the test split with {chosen['best']}")
         name = run.parent.name.removeprefix("flickr8k_")
         summary = analyse_run(run, Path(opts.data), Path(opts.out) / name)
         print(f"{name}: mean per-image CIDEr {summary['mean_cider']:.3f}; examples in {Path(opts.out) / name}")
