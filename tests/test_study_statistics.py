@@ -197,3 +197,9 @@ def test_a_diverged_setting_is_reported_and_retried_at_a_lower_rate(tmp_path: Pa
     unretried = ScriptedRun(Study("s", "h", "r", "b", cases=[{"w": 16, LR: 0.4}], folds=2), run.store)
     (row,) = build_report(unretried)["rows"]
     assert row["diverged"] == [{"fold": 0, "step": 7, "cause": "loss nan"}] and row["values"] == [0.1, 0.5]
+
+
+def test_a_report_from_before_claims_keeps_its_verdict_in_the_set_adjustment() -> None:
+    old = {"name": "old", "metric": "val_acc", "verdict": "supported (p=0.01)", "comparisons": []}
+    (kept,) = adjust_study_set([old])
+    assert kept["verdict"] == "supported (p=0.01)"

@@ -690,7 +690,8 @@ def adjust_study_set(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for c, adjusted in zip(comparisons, holm([c["p_value"] for c in comparisons]), strict=True):
         c["p_holm_set"] = adjusted
     for report in reports:
-        report["verdict"] = "; ".join(f"{c['claim']}: {c['verdict']}" for c in report.get("claims", []))
+        if report.get("claims"):  # a report from before claims keeps its one verdict line
+            report["verdict"] = "; ".join(f"{c['claim']}: {c['verdict']}" for c in report["claims"])
     return reports
 
 
