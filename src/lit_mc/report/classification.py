@@ -66,7 +66,8 @@ def study_markdown(report: dict[str, Any]) -> str:
     ]
     if "claims" not in report:  # a report from before claims: its one verdict line
         return "\n\n".join([*parts, f"**Verdict:** {report['verdict']}"])
-    parts += [claims_markdown(report)]
+    parts += ["**Verdicts, claim by claim** (corrected resampled t-test over the folds, Holm-adjusted):",
+              claims_markdown(report)]  # fmt: skip
     if math.isfinite(report.get("mde", math.nan)):
         parts.append(f"Minimum detectable effect at this budget: {100 * report['mde']:.1f} points "
                      f"({report['mde_note']}).")  # fmt: skip
