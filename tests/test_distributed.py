@@ -81,3 +81,34 @@ def test_ddp_on_two_processes_equals_one_process_with_the_doubled_batch(cifar_ro
     metrics = {n: r / "version_0" / "metrics.csv" for n, r in runs.items()}
     assert _last_row(metrics["ddp"], "val_acc") == _last_row(metrics["single"], "val_acc")
     assert _last_row(metrics["ddp"], "val_loss") == pytest.approx(_last_row(metrics["single"], "val_loss"), rel=1e-4)
+
+
+def test_captioner_validation_over_two_processes_scores_every_image_once(tmp_path: Path) -> None:
+    """A toy captioner's checkpoint validated by 2 DDP processes gives the single-process validation CIDEr and
+    BLEU-4: each process captions its share, the captions are gathered, and the 8 images are scored once."""
+    from lit_mc.captioning.toy import write_toy_set
+
+    toy = write_toy_set(tmp_path / "toy", train=24, val=8, test=4, size=32)
+    data = [f"--data.data_dir={toy}", "--data.encoder.backbone=patches", "--data.encoder.weights=null",
+            "--data.encoder.image_size=32", "--data.encoder.patch_size=8", "--data.min_count=1",
+            "--data.eval_batch_size=3", "--trainer.accelerator=cpu", *QUIET]  # fmt: skip
+    path = os.pathsep.join([str(REPO / "src"), str(REPO / "tests")])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+    config = str(REPO / "configs" / "flickr8k" / "show_and_tell.yaml")
+    fit = [sys.executable, "-m", "lit_mc.cli", "fit", "--config", config, *data, "--trainer.max_epochs=2",
+           "--test_after_fit=false", "--model.init_args.embed_dim=16", "--model.init_args.hidden_dim=32"]  # fmt: skip
+    done = subprocess.run(fit, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ckpt = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    scores = {}
+    for devices in (1, 2):
+        extra = ["--trainer.strategy=ddp"] if devices == 2 else []
+        validate = [sys.executable, "-m", "lit_mc.cli", "validate", "--ckpt_path", str(ckpt), *data,
+                    f"--trainer.devices={devices}", *extra]  # fmt: skip
+        done = subprocess.run(validate, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        run = sorted((tmp_path / "lightning_logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))[-1]
+        scores[devices] = {k: _last_row(run / "metrics.csv", k) for k in ("val_cider", "val_bleu4", "val_loss")}
+    assert scores[2]["val_cider"] == pytest.approx(scores[1]["val_cider"], abs=1e-9)
+    assert scores[2]["val_bleu4"] == pytest.approx(scores[1]["val_bleu4"], abs=1e-9)
+    assert scores[2]["val_loss"] == pytest.approx(scores[1]["val_loss"], rel=1e-5)
