@@ -353,7 +353,11 @@ def test_study_cells_logged_to_wandb_grouped_by_setting(cifar_root: Path, tmp_pa
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     path = _study_file(tmp_path, cifar_root)
+    wandb = pytest.importorskip("wandb")
+    (tmp_path / "elsewhere").mkdir()
+    wandb.init(mode="offline", dir=str(tmp_path / "elsewhere"))  # a run left open in the process (another test's)
     main(["study", "run", str(path), "--wandb"])
+    assert wandb.run is None
     cells = sorted(p.name for p in (tmp_path / "results" / "studies" / "cells").glob("*.json"))
     runs = sorted((tmp_path / "lightning_logs" / "studies").rglob("offline-run-*"))
     assert len(cells) == 4 and len(runs) == 4
