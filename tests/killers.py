@@ -67,3 +67,29 @@ class KillInCell(L.Callback):
 
         if len(list(Path(cells).glob("*.json"))) == int(after):
             _die()
+
+
+class RayProbe(L.Callback):
+    """In a Ray worker: note the node each cell trains on (``$RAY_PROBE_DIR/nodes/<pid>-<run>``) and SIGKILL the first
+    cell that reaches its second training batch (``$RAY_PROBE_DIR/killed`` names its run folder). A no-op outside
+    Ray or without ``$RAY_PROBE_DIR``, so a sequential run of the same study has the same configs (and keys)."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:  # noqa: ANN001
+        from pathlib import Path
+
+        probe = os.environ.get("RAY_PROBE_DIR")
+        if probe is None or batch_idx != 1 or trainer.current_epoch != 0:
+            return
+        import ray
+
+        nodes = Path(probe) / "nodes"
+        nodes.mkdir(exist_ok=True)
+        node = ray.get_runtime_context().get_node_id()
+        (nodes / f"{os.getpid()}-{Path(trainer.log_dir).name}").write_text(f"{node} {trainer.log_dir}\n")
+        try:
+            fd = os.open(Path(probe) / "killed", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.write(fd, str(trainer.log_dir).encode())
+        os.close(fd)
+        _die()

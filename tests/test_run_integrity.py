@@ -239,3 +239,28 @@ def test_two_cv_commands_of_one_config_train_each_fold_once(cifar_root: Path, tm
         str(r.relative_to(tmp_path)) for r in trained
     }
     assert not list((tmp_path / "results" / "cv" / "baseline" / ".locks").iterdir())
+
+
+def test_a_lock_of_another_host_is_taken_over_only_once_its_heartbeat_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ray node that died mid-cell leaves a lock no pid check can judge: its untouched heartbeat tells."""
+    import time
+
+    from lit_mc.studies import store as store_module
+
+    monkeypatch.setattr(store_module, "HEARTBEAT_S", 0.05)
+    store = ResultsStore(tmp_path)
+    store.locks_dir.mkdir(parents=True)
+    lock = store.locks_dir / "abc.lock"
+    lock.write_text("another-node 12345\n")
+    assert not store_module._holder_is_gone(lock)  # fresh: its holder may still be training
+    old = time.time() - 6 * 0.05
+    os.utime(lock, (old, old))
+    assert store_module._holder_is_gone(lock)
+    with store.claim("abc") as train:  # taken over; while held, this process's heartbeat keeps it fresh
+        assert train and lock.read_text().split()[1] == str(os.getpid())
+        os.utime(lock, (old, old))
+        time.sleep(0.3)
+        assert time.time() - lock.stat().st_mtime < 0.2
+    assert not lock.exists()

@@ -20,7 +20,6 @@ from lit_mc.cli import main
 from lit_mc.errors import LitMcError
 from lit_mc.io import atomic_write_text
 from lit_mc.studies import CrossValidation, ResultsStore, Study, config_key, run_study, summarize
-from lit_mc.studies.cv import read_curves
 from lit_mc.studies.study import compare_to_reference, evaluate_claim, judge_claims
 
 BASELINE = REPO / "configs" / "cifar10" / "baseline.yaml"
@@ -270,24 +269,6 @@ def test_study_with_two_worker_processes(cifar_root: Path, tmp_path: Path, monke
         saved = yaml.safe_load((Path(cell["run_dir"]) / "config.yaml").read_text())
         assert saved["model"]["init_args"]["lr"] == cell["resolved_config"]["model"]["init_args"]["lr"]
         assert saved["data"]["init_args"]["fold"] == cell["fold"] and len(cell["curves"]) == cell["epochs"] == 1
-
-
-def test_study_on_a_local_ray_instance(cifar_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The Ray executor trains the same cells as the sequential one (Ray only schedules; the cells are the same)."""
-    ray = pytest.importorskip("ray")
-    monkeypatch.chdir(tmp_path)
-    study = Study.load(_study_file(tmp_path, cifar_root))
-    sequential = run_study(study, ResultsStore(tmp_path / "seq"), runs_dir=tmp_path / "runs")
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-        distributed = run_study(study, ResultsStore(tmp_path / "ray"), runs_dir=tmp_path / "runs", executor="ray")
-    finally:
-        ray.shutdown()
-    assert [row["cells"] for row in distributed["rows"]] == [row["cells"] for row in sequential["rows"]]
-    assert [row["values"] for row in distributed["rows"]] == [row["values"] for row in sequential["rows"]]
-    ray_cells = ResultsStore(tmp_path / "ray").cells()
-    assert len({c["run_dir"] for c in ray_cells}) == 4  # each Ray task ran in a folder of its own
-    assert all(len(read_curves(Path(c["run_dir"]) / "metrics.csv")) == c["epochs"] for c in ray_cells)
 
 
 def test_study_killed_mid_cell_resumes_without_losing_or_repeating_a_cell(cifar_root: Path, tmp_path: Path) -> None:

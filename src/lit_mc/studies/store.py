@@ -4,6 +4,8 @@ A cell is written once, atomically (temporary file + rename), and only after its
 killed and started again skips every finished cell, redoes the one that was running, and never reads half a file.
 While a cell trains, a lock file names the process that trains it, so that two commands (or Ray workers on a
 shared file system) that need the same cell train it once: the second waits for the first and reads its cell.
+A lock is taken over when its holder is gone: on this host, when its process has ended; on another host (a Ray
+node that died), when its holder stopped refreshing it (the holder touches it every ``HEARTBEAT_S``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import os
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +28,8 @@ from lit_mc.moved import current_names, first_names
 from lit_mc.settings import run_settings
 
 POLL_S = float(os.environ.get("LIT_MC_LOCK_POLL_S", "5"))  # how often a waiting process looks again
+HEARTBEAT_S = float(os.environ.get("LIT_MC_LOCK_HEARTBEAT_S", "30"))  # how often a holder touches its lock
+STALE_AFTER_BEATS = 5  # another host's lock untouched for this many heartbeats: its holder is gone
 
 
 def config_key(config: dict[str, Any]) -> str:
@@ -36,13 +41,14 @@ def config_key(config: dict[str, Any]) -> str:
 
 
 def _holder_is_gone(lock: Path) -> bool:
-    """A lock is stale when its process (on this host) has ended, or when it never got its owner written."""
+    """A lock is stale when its process (on this host) has ended, when its holder on another host stopped its
+    heartbeat, or when it never got its owner written."""
     try:
         host, pid = lock.read_text().split()
     except (OSError, ValueError):
         return time.time() - lock.stat().st_mtime > 60 if lock.exists() else True
-    if host != socket.gethostname():
-        return False  # another node's process: only that node can tell; wait for it
+    if host != socket.gethostname():  # another node's process: its heartbeat tells (clocks agree within seconds)
+        return time.time() - lock.stat().st_mtime > STALE_AFTER_BEATS * HEARTBEAT_S
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -50,6 +56,15 @@ def _holder_is_gone(lock: Path) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def _heartbeat(lock: Path, stop: threading.Event) -> None:
+    """Touch the lock every ``HEARTBEAT_S`` while its cell trains, so other hosts can tell that its holder lives."""
+    while not stop.wait(HEARTBEAT_S):
+        try:
+            os.utime(lock)
+        except OSError:
+            return
 
 
 class ResultsStore:
@@ -112,9 +127,14 @@ class ResultsStore:
                 continue
             with os.fdopen(fd, "w") as f:
                 f.write(f"{socket.gethostname()} {os.getpid()}\n")
+            stop = threading.Event()
+            beat = threading.Thread(target=_heartbeat, args=(lock, stop), daemon=True)
+            beat.start()
             try:
                 yield not self.has(key)  # the holder before us may have finished just before we took the lock
             finally:
+                stop.set()
+                beat.join()
                 lock.unlink(missing_ok=True)
             return
         yield False

@@ -38,6 +38,7 @@ import copy
 import itertools
 import json
 import math
+import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -401,6 +402,7 @@ def _run_cell(cv: CrossValidation, fold: int, single_thread: bool = False) -> di
 
 
 Executor = Literal["local", "ray"]
+RAY_RETRIES = 3  # re-runs of a cell whose Ray worker or node died
 
 
 def _run_with_processes(tasks: list[Task], description: str, jobs: int) -> None:
@@ -412,19 +414,30 @@ def _run_with_processes(tasks: list[Task], description: str, jobs: int) -> None:
         list(track(cells, description, total=len(tasks)))
 
 
+def _run_cell_at(cwd: str, env: dict[str, str], cv: CrossValidation, fold: int) -> dict[str, Any]:
+    """A cell as a Ray task: in the driver's working folder, with its ``LIT_MC_*`` settings, so that the relative
+    paths of configs, data, runs and results mean the same on every node (a shared file system at the same path)."""
+    os.chdir(cwd)
+    os.environ.update(env)
+    return _run_cell(cv, fold, True)
+
+
 def _run_with_ray(tasks: list[Task], description: str, address: str | None) -> None:
     """Each cell a Ray task of one CPU, on a running cluster (``address``) or a local Ray started here.
 
     Ray schedules; lit-mc only submits and collects. On a cluster every node needs the project installed and the
-    results store on a shared file system, since each task writes its own cell.
+    working folder (configs, data, results) on a shared file system at the same path, since each task writes its
+    own cell. A task whose worker or node dies is re-run by Ray (``max_retries``); the re-run takes over the dead
+    holder's lock (see :mod:`lit_mc.studies.store`), and a finished cell is never trained again.
     """
     try:
         import ray
     except ImportError:
         raise LitMcError("the ray executor needs Ray", "pip install 'lit-mc[ray]' (or use --jobs N)") from None
     ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(num_cpus=1)(_run_cell)
-    pending = [remote.remote(cv, fold, True) for cv, fold in tasks]
+    remote = ray.remote(num_cpus=1, max_retries=RAY_RETRIES)(_run_cell_at)
+    env = {k: v for k, v in os.environ.items() if k.startswith("LIT_MC_")}
+    pending = [remote.remote(os.getcwd(), env, cv, fold) for cv, fold in tasks]
     list(track((ray.get(ref) for ref in pending), description, total=len(tasks)))
 
 
