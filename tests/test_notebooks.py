@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 from pathlib import Path
@@ -16,6 +17,7 @@ from cider_reference import cider_d
 from conftest import QUIET, REPO, baseline_fit
 from lit_mc.captioning.vocab import clean_caption
 from lit_mc.cli import main
+from lit_mc.report import check_facts, typed_numbers
 
 NOTEBOOKS = REPO / "notebooks"
 SOURCES = ("01_cifar10_study", "02_flickr8k_captioning")  # notebooks/<name>.py (jupytext), paired with <name>.ipynb
@@ -37,8 +39,9 @@ def fixture_results(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) 
         study = yaml.safe_load((REPO / "configs" / "studies" / "learning_rate.yaml").read_text())
         study.update(budget=budget, base=str(REPO / study["base"]), folds=2, grid={"model.init_args.lr": [0.01, 0.04]})
         study["claims"] = [{"claim": "a larger rate helps", "setting": {"model.init_args.lr": 0.04}}]
-        (work / "learning_rate.yaml").write_text(yaml.safe_dump(study))
-        main(["study", "run", str(work / "learning_rate.yaml")])
+        (work / "studies").mkdir()
+        (work / "studies" / "learning_rate.yaml").write_text(yaml.safe_dump(study))
+        main(["study", "run", str(work / "studies" / "learning_rate.yaml")])
     finally:
         os.chdir(cwd)
     return work / "results"
@@ -63,10 +66,20 @@ def _execute(source: str, results: Path, path: Path, monkeypatch: pytest.MonkeyP
 def test_cifar_notebook_runs_on_fixture_results(fixture_results: Path, cifar_root: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     monkeypatch.setenv("LIT_MC_DATA", str(cifar_root))
+    monkeypatch.setenv("LIT_MC_STUDIES", str(fixture_results.parent / "studies"))  # the fixture study's own file
+    monkeypatch.setenv("LIT_MC_FACTS", str(tmp_path / "facts.json"))
     outputs, text = _execute("01_cifar10_study", fixture_results, tmp_path / "01.ipynb", monkeypatch)
     assert "Verdicts, claim by claim" in text and "a larger rate helps" in text and "lr=0.04" in text
-    assert "Test accuracy" in text
+    assert "Test accuracy" in text and "Reflection (learning_rate)" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4  # sample grid, curves, study figures
+    # no number of the prose drifts from its results: each one read again from its source, each one in the text,
+    # and none typed by hand into a markdown cell
+    assert check_facts(tmp_path / "facts.json") == []
+    facts = json.loads((tmp_path / "facts.json").read_text())["facts"]
+    assert len(facts) >= 10 and all(f["text"] in text for f in facts)
+    typed = {i: typed_numbers(c.source) for i, c in enumerate(jupytext.read(NOTEBOOKS / "01_cifar10_study.py").cells)
+             if c.cell_type == "markdown"}  # fmt: skip
+    assert not any(typed.values()), typed
 
 
 def test_captioning_notebook_runs_on_fixture_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,3 +133,28 @@ def test_committed_notebook_matches_its_source(name: str) -> None:
     committed = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     assert [(c.cell_type, c.source) for c in committed.cells] == [(c.cell_type, c.source) for c in source.cells]
     assert committed.metadata["jupytext"]["formats"] == "ipynb,py:percent"  # paired: Jupyter saves both files
+
+
+def test_a_number_that_drifted_from_its_source_is_caught(tmp_path: Path) -> None:
+    """A sentence quotes a stored accuracy and a difference; the source changes afterwards: both are reported."""
+    from lit_mc.report import Facts
+
+    (tmp_path / "run.json").write_text(json.dumps({"rows": [{"label": "a", "acc": 0.7512}, {"label": "b", "acc": 0.7}],
+                                                   "curve": [{"v": 0.3}, {"v": 0.9}, {"v": 0.5}]}))  # fmt: skip
+    facts = Facts(tmp_path)
+    a, b = (facts.get("run.json", "rows", {"label": label}, "acc") for label in "ab")
+    gain = facts.derive("difference", a, b, fmt="points")
+    peak = facts.get("run.json", "curve", field="v", reduce="argmax_epoch", fmt="int")
+    assert f"{a} vs {b}: {gain}, best epoch {peak}" == "75.1% vs 70.0%: +5.1 points, best epoch 2"
+    facts.save(tmp_path / "facts.json")
+    assert check_facts(tmp_path / "facts.json") == []
+    (tmp_path / "run.json").write_text(json.dumps({"rows": [{"label": "a", "acc": 0.74}, {"label": "b", "acc": 0.7}],
+                                                   "curve": [{"v": 0.3}, {"v": 0.9}, {"v": 0.5}]}))  # fmt: skip
+    wrong = check_facts(tmp_path / "facts.json")
+    assert len(wrong) == 2 and "75.1%" in wrong[0] and "74.0%" in wrong[0] and "+4.0 points" in wrong[1]
+
+
+def test_typed_numbers_are_found_outside_code_names_and_years() -> None:
+    assert typed_numbers("Accuracy rose to 75.5% after 20 epochs at lr 0.04.") == ["75.5%", "20", "0.04"]
+    allowed = "## 3. CIFAR-10 with `--folds 5`, 3x3 kernels, uint8 and F1 (Smith & Le 2018), studies 4-12"
+    assert typed_numbers(allowed) == []

@@ -29,6 +29,7 @@ from lit_mc.report.classification import (
     load_study,
     overfit_markdown,
     run_curves_figure,
+    stored_at_current_budget,
     studies_summary_markdown,
     study_cells,
     study_console_tables,
@@ -45,8 +46,12 @@ from lit_mc.report.common import (
     read_json,
     results_root,
 )
+from lit_mc.report.facts import Facts, check_facts, typed_numbers
 
 __all__ = [
+    "Facts",
+    "check_facts",
+    "typed_numbers",
     "confusion_pairs_markdown",
     "paired_comparison_markdown",
     "read_per_image",
@@ -72,6 +77,7 @@ __all__ = [
     "read_json",
     "results_root",
     "run_curves_figure",
+    "stored_at_current_budget",
     "studies_summary_markdown",
     "study_cells",
     "study_console_tables",

@@ -138,11 +138,29 @@ def study_figures(report: dict[str, Any], cells: dict[str, dict]) -> dict[str, F
     return {name: fig for name, fig in figures.items() if fig is not None}
 
 
-def compute_table(reports: Sequence[dict[str, Any]]) -> str:
-    """Compute spent per study (wall time of its cells on this machine)."""
+def compute_table(reports: Sequence[dict[str, Any]], root: Path | None = None) -> str:
+    """Compute spent per study (wall time of its cells on this machine); the total counts a cell that several
+    studies share once."""
     rows = [[r["name"], len(r["rows"]), r["folds"], f"{r['wall_s'] / 60:.1f}"] for r in reports]
-    total = sum(r["wall_s"] for r in reports) / 60
-    return markdown_table(["study", "settings", "folds", "minutes"], rows) + f"\n\nTotal: {total:.0f} minutes."
+    cells: dict[str, dict] = {}
+    for r in reports:
+        cells.update(study_cells(r, root))
+    total = sum(cell.get("wall_s", 0.0) for cell in cells.values()) / 60
+    summed = sum(r["wall_s"] for r in reports) / 60
+    return markdown_table(["study", "settings", "folds", "minutes"], rows) + (
+        f"\n\nTotal: {total:.0f} minutes of training, each of the {len(cells)} cells counted once "
+        f"(the studies' own minutes add up to {summed:.0f}, shared cells counted in each)."
+    )
+
+
+def stored_at_current_budget(report: dict[str, Any], study_file: Path) -> bool:
+    """Whether a stored study report was made at the budget its study file states now (else it is an earlier
+    round's result, to be re-run)."""
+    from lit_mc.studies import Study
+
+    if not study_file.is_file():
+        return True  # a study without a shipped file (a user's own): nothing to compare with
+    return Study.load(study_file).budget == report["budget"] and Study.load(study_file).folds == report["folds"]
 
 
 # -- single runs ----------------------------------------------------------------------------------------------

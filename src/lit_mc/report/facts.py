@@ -1,0 +1,155 @@
+"""Prose whose numbers cannot drift from the results.
+
+Each number a notebook sentence quotes is read from a results file by its key path (:meth:`Facts.get`) or
+computed from such numbers by a named rule (:meth:`Facts.derive`), formatted once, and remembered with its source.
+:func:`check_facts` reads every source again, recomputes every rule and lists each sentence number that no longer
+matches; ``tests/test_notebooks.py`` runs it on the executed notebooks, and :func:`typed_numbers` finds numbers
+typed by hand into markdown cells.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lit_mc.errors import LitMcError
+from lit_mc.io import atomic_write_text
+
+FORMATS: dict[str, Callable[[float], str]] = {
+    "pct": lambda v: f"{100 * v:.1f}%",  # an accuracy: 0.7551 -> 75.5%
+    "points": lambda v: f"{100 * v:+.1f} points",  # a difference of accuracies: 0.021 -> +2.1 points
+    "abs_points": lambda v: f"{100 * abs(v):.1f} points",
+    "int": lambda v: f"{int(v):,}",
+    "lr": lambda v: f"{v:g}",
+    "p": lambda v: f"{v:.3f}" if v >= 0.001 else "< 0.001",
+    "x": lambda v: f"{v:.2f}x",
+}
+RULES: dict[str, Callable[..., float]] = {
+    "difference": lambda a, b: a - b,
+    "ratio": lambda a, b: a / b,
+    "max": lambda *v: max(v),
+    "min": lambda *v: min(v),
+    "mean": lambda *v: sum(v) / len(v),
+    "twice_binomial_se": lambda p, n: 2 * (p * (1 - p) / n) ** 0.5,  # the sampling error of an accuracy on n images
+}
+
+REDUCERS: dict[str, Callable[[list[float]], float]] = {  # over a list, e.g. a curve's values epoch by epoch
+    "max": max,
+    "min": min,
+    "last": lambda v: v[-1],
+    "count": len,
+    "argmax_epoch": lambda v: v.index(max(v)) + 1,  # epochs counted from 1, as the text says them
+    "argmin_epoch": lambda v: v.index(min(v)) + 1,
+}
+
+
+class Number(str):
+    """A formatted number that keeps its value (``.value``) and its index in the :class:`Facts` that made it."""
+
+    value: float
+    index: int
+
+
+def lookup(data: Any, path: tuple[Any, ...] | list[Any]) -> Any:
+    """``data[path[0]][path[1]]...``; a dict step may also be ``{"field": value}``: the list item with that field."""
+    for step in path:
+        if isinstance(step, dict):
+            ((field, wanted),) = step.items()
+            matches = [item for item in data if item.get(field) == wanted]
+            if len(matches) != 1:
+                raise LitMcError(f"{len(matches)} items have {field} = {wanted!r}", "name a field that is unique")
+            data = matches[0]
+        else:
+            data = data[step]
+    return data
+
+
+class Facts:
+    """The numbers one notebook quotes, each with its source (a results file under ``root`` and a key path)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.used: list[dict[str, Any]] = []
+        self._files: dict[str, Any] = {}
+
+    def _read(self, file: str) -> Any:
+        if file not in self._files:
+            path = self.root / file
+            if not path.is_file():
+                raise LitMcError(f"result file {path} does not exist", "run the command that produces it (README)")
+            self._files[file] = json.loads(path.read_text())
+        return self._files[file]
+
+    def _number(self, value: float, fmt: str, record: dict[str, Any]) -> Number:
+        number = Number(FORMATS[fmt](value))
+        number.value, number.index = value, len(self.used)
+        self.used.append({**record, "fmt": fmt, "text": str(number)})
+        return number
+
+    def get(
+        self, file: str, *path: Any, fmt: str = "pct", field: str | None = None, reduce: str | None = None
+    ) -> Number:
+        """The number at ``path`` in the JSON file ``root/file``, formatted by ``FORMATS[fmt]``; at a list (of
+        epochs, say), ``field`` of each item reduced by ``REDUCERS[reduce]``."""
+        record = {"file": file, "path": list(path), "field": field, "reduce": reduce}
+        return self._number(_value(self._read(file), record), fmt, record)
+
+    def derive(self, rule: str, *inputs: Number, fmt: str = "pct") -> Number:
+        """``RULES[rule]`` of earlier numbers (their values, not their rounded texts)."""
+        value = RULES[rule](*(n.value for n in inputs))
+        return self._number(value, fmt, {"rule": rule, "inputs": [n.index for n in inputs]})
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_text(Path(path), json.dumps({"root": str(self.root), "facts": self.used}, indent=1))
+
+
+def _value(data: Any, record: dict[str, Any]) -> float:
+    value = lookup(data, record["path"])
+    if record.get("field") is not None:
+        value = [item[record["field"]] for item in value]
+    if record.get("reduce") is not None:
+        value = REDUCERS[record["reduce"]](value)
+    return float(value)
+
+
+def check_facts(saved: str | Path, root: str | Path | None = None) -> list[str]:
+    """Every saved number against its source read again (``root`` defaults to the saved one): the mismatches."""
+    body = json.loads(Path(saved).read_text())
+    root = Path(root or body["root"])
+    values: list[float] = []
+    wrong = []
+    for i, fact in enumerate(body["facts"]):
+        if "rule" in fact:
+            value = RULES[fact["rule"]](*(values[j] for j in fact["inputs"]))
+            source = f"{fact['rule']} of facts {fact['inputs']}"
+        else:
+            value = _value(json.loads((root / fact["file"]).read_text()), fact)
+            source = f"{fact['file']} {fact['path']}"
+        values.append(value)
+        if FORMATS[fact["fmt"]](value) != fact["text"]:
+            wrong.append(f"fact {i}: the text says {fact['text']}, {source} gives {FORMATS[fact['fmt']](value)}")
+    return wrong
+
+
+_ALLOWED = [
+    r"`[^`]*`",  # code, commands and file names
+    r"\[[^\]]*\]\([^)]*\)",  # links
+    r"^#+ \d+(\.\d+)*\.?",  # section numbers
+    r"\b(CIFAR-10|Flickr8k|BLEU-[1-4]|ROUGE-L|top-\d|EfficientNet-Lite0|SmolLM2-135M|ImageNet-1k|ResNet-\d+|VGG-?\d*)\b",
+    r"\b[A-Za-z]+\d+\b",  # names with a digit (uint8, F1)
+    r"\b(19|20)\d\d[a-z]?\b",  # the year of a reference
+    r"\b\d+(x\d+)+\b",  # kernel and image sizes (3x3, 32x32) are settings, not results
+    r"\b[1-9]\d?\.?\s?[-\u2013]\s?\d+\b",  # ranges of studies or sections (1-3, 4-12)
+]
+
+
+def typed_numbers(markdown: str) -> list[str]:
+    """The numbers in ``markdown`` outside code, links, section numbers, names and reference years: numbers a
+    person typed, which can drift from the results."""
+    text = markdown
+    for pattern in _ALLOWED:
+        text = re.sub(pattern, " ", text, flags=re.MULTILINE)
+    return re.findall(r"\d(?:[\d,.]*\d)?%?", text)
