@@ -333,8 +333,8 @@ class CaptionModule(L.LightningModule):
             merged.append((k, rows, [items[r][0] for r in rows], [items[r][1] for r in rows]))
         return merged
 
-    def _scores(self, prefix: str, meteor: bool) -> dict[int, dict[str, float]]:
-        outputs, self._outputs[prefix] = self._gathered(prefix), []
+    def _scores(self, outputs: list, prefix: str, meteor: bool) -> dict[int, dict[str, float]]:
+        """Scores per beam size of gathered ``outputs`` (see :meth:`_gathered`)."""
         by_beam: dict[int, tuple[list[str], list]] = {}
         for k, _, hyps, refs in outputs:
             h, r = by_beam.setdefault(k, ([], []))
@@ -352,15 +352,16 @@ class CaptionModule(L.LightningModule):
         if self.trainer.sanity_checking:
             self._outputs["val"] = []
             return
-        for name, value in self._scores("val", self.hparams.val_meteor)[self.hparams.val_beam_size].items():
+        outputs, self._outputs["val"] = self._gathered("val"), []
+        for name, value in self._scores(outputs, "val", self.hparams.val_meteor)[self.hparams.val_beam_size].items():
             self.log(f"val_{name}", value, prog_bar=name in ("bleu4", "cider"))
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "test", self.hparams.test_beam_sizes or [1])
 
     def on_test_epoch_end(self) -> None:
-        outputs = self._gathered("test")  # the captions of every process, for captions.csv
-        results = self._scores("test", meteor=True)
+        outputs, self._outputs["test"] = self._gathered("test"), []  # every process's captions, gathered once
+        results = self._scores(outputs, "test", meteor=True)
         for k, scores in results.items():
             suffix = "" if k == 1 else f"_beam{k}"
             for name, value in scores.items():
