@@ -3,6 +3,7 @@ CPU each, so a study of four cells needs both; one worker is killed mid-cell and
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -19,7 +20,8 @@ import yaml
 from conftest import QUIET, REPO
 from lit_mc.studies import ResultsStore, Study, run_study
 
-pytest.importorskip("ray")
+if importlib.util.find_spec("ray") is None:  # found, not imported: this process never becomes a Ray driver
+    pytest.skip("needs Ray (pip install 'lit-mc[ray]')", allow_module_level=True)
 RAY = Path(sys.executable).with_name("ray")
 START_S = 90  # a node that is not up by then fails the test instead of hanging it
 
@@ -43,8 +45,6 @@ def _stop(node: subprocess.Popen) -> None:
 @pytest.fixture()
 def two_nodes(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """Start a head node and a second node (one CPU each); yield the cluster address and the probe folder."""
-    import ray
-
     temp = Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))  # short: Ray's socket paths must fit in 107 characters
     probe = tmp_path / "probe"
     probe.mkdir()
@@ -70,27 +70,31 @@ def two_nodes(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             _wait_for_nodes(address, len(nodes), nodes, logs)
         yield address, probe
     finally:
-        ray.shutdown()
         for node in reversed(nodes):
             _stop(node)
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _wait_for_nodes(address: str, count: int, nodes: list[subprocess.Popen], logs: Path) -> None:
-    import ray
+def _alive_nodes(address: str) -> int:
+    """Ask the cluster from a process of its own: a driver connected inside pytest would leave Ray's threads in
+    this process, and a later test that forks (multiprocessing "fork") would inherit them and hang."""
+    code = f"import ray; ray.init(address={address!r}, log_to_driver=False); "
+    code += "print(sum(n['Alive'] for n in ray.nodes()))"
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return 0
+    lines = out.stdout.strip().splitlines()
+    return int(lines[-1]) if out.returncode == 0 and lines and lines[-1].isdigit() else 0
 
+
+def _wait_for_nodes(address: str, count: int, nodes: list[subprocess.Popen], logs: Path) -> None:
     deadline = time.monotonic() + START_S
     while time.monotonic() < deadline:
         if any(node.poll() is not None for node in nodes):
             break
-        try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-            alive = sum(n["Alive"] for n in ray.nodes())
-            ray.shutdown()
-            if alive >= count:
-                return
-        except ConnectionError:
-            pass
+        if _alive_nodes(address) >= count:
+            return
         time.sleep(1)
     text = "\n".join(p.read_text()[-1500:] for p in sorted(logs.iterdir()))
     pytest.fail(f"the Ray cluster did not reach {count} nodes in {START_S} s:\n{text}")
