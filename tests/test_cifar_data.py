@@ -79,6 +79,15 @@ def test_subset_per_class_and_fraction(cifar_root: Path) -> None:
     assert len(dm.train_idx) + len(dm.val_idx) == 100 and len(dm.val_idx) == 20
 
 
+def test_a_whole_count_parsed_as_float_is_still_a_count(cifar_root: Path) -> None:
+    """A test order made jsonargparse read ``--data.subset=40`` as 40.0, which was then refused as out of range."""
+    dm = CIFAR10DataModule(data_dir=str(cifar_root), subset=10.0, val_size=20.0)
+    assert (dm.subset, dm.val_size) == (10, 20) and isinstance(dm.subset, int) and dm.hparams.subset == 10
+    assert CIFAR10DataModule(subset=0.5).subset == 0.5
+    with pytest.raises(LitMcError, match="subset"):
+        CIFAR10DataModule(subset=10.5)
+
+
 def test_split_is_seeded(cifar_root: Path) -> None:
     labels = load_cifar10(cifar_root).train_labels.numpy()
     a = split_indices(labels, 50, None, 0, seed=3)
