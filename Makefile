@@ -8,7 +8,7 @@ LIT_MC_DATA ?= data
 CONFIG ?= configs/cifar10/baseline.yaml
 export LIT_MC_DATA
 
-.PHONY: install data data-flickr8k train test lint bench notebooks clean
+.PHONY: install data data-flickr8k train test lint bench notebooks slides clean
 
 $(BIN)/lit-mc: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,15 @@ bench: data
 # the jupytext files notebooks/*.py, paired with the .ipynb: edit either (Jupyter with jupytext saves both).
 notebooks: install
 	$(BIN)/python notebooks/execute.py
+
+# The two slide decks (slides/*.html, reveal.js inlined, code hidden) from the stored results, and a screenshot of every
+# slide (slides/screenshots/) when Chromium is installed (apt-get install chromium). reveal.js comes from npm.
+REVEAL := build/reveal.js
+$(REVEAL)/package/dist/reveal.js:
+	mkdir -p $(REVEAL) && cd $(REVEAL) && npm pack --silent reveal.js@4.6.1 && tar xzf reveal.js-4.6.1.tgz
+
+slides: install $(REVEAL)/package/dist/reveal.js
+	$(BIN)/python notebooks/build_slides.py --reveal $(REVEAL)/package
 
 clean:
 	rm -rf lightning_logs .pytest_cache .ruff_cache

@@ -12,18 +12,24 @@ import time
 from pathlib import Path
 
 import jupytext
+import nbformat
 from nbclient import NotebookClient
 
 HERE = Path(__file__).resolve().parent
 NOTEBOOKS = ("01_cifar10_study", "02_flickr8k_captioning")
 
 
+def run(name: str, timeout: int = 900) -> nbformat.NotebookNode:
+    """The notebook of ``<name>.py`` in this folder, executed (kernel started here, as Jupyter would)."""
+    nb = jupytext.read(HERE / f"{name}.py")
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
+    return nb
+
+
 def execute(name: str, timeout: int = 900) -> float:
     """Execute ``<name>.py`` in this folder and write ``<name>.ipynb`` with its outputs; returns the seconds."""
-    nb = jupytext.read(HERE / f"{name}.py")
     start = time.perf_counter()
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
-    jupytext.write(nb, HERE / f"{name}.ipynb")
+    jupytext.write(run(name, timeout), HERE / f"{name}.ipynb")
     return time.perf_counter() - start
 
 

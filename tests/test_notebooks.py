@@ -72,14 +72,88 @@ def test_cifar_notebook_runs_on_fixture_results(fixture_results: Path, cifar_roo
     assert "Verdicts, claim by claim" in text and "a larger rate helps" in text and "lr=0.04" in text
     assert "Test accuracy" in text and "Reflection (learning_rate)" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4  # sample grid, curves, study figures
-    # no number of the prose drifts from its results: each one read again from its source, each one in the text,
-    # and none typed by hand into a markdown cell
-    assert check_facts(tmp_path / "facts.json") == []
-    facts = json.loads((tmp_path / "facts.json").read_text())["facts"]
-    assert len(facts) >= 10 and all(f["text"] in text for f in facts)
-    typed = {i: typed_numbers(c.source) for i, c in enumerate(jupytext.read(NOTEBOOKS / "01_cifar10_study.py").cells)
+    _assert_numbers_come_from_results(tmp_path / "facts.json", text, "01_cifar10_study", least=10)
+
+
+def _assert_numbers_come_from_results(facts_file: Path, text: str, source: str, least: int) -> None:
+    """No number of the prose drifts from its results: each one read again from its source, each one in the text,
+    and none typed by hand into a markdown cell."""
+    assert check_facts(facts_file) == []
+    facts = json.loads(facts_file.read_text())["facts"]
+    assert len(facts) >= least and all(f["text"] in text for f in facts)
+    typed = {i: typed_numbers(c.source) for i, c in enumerate(jupytext.read(NOTEBOOKS / f"{source}.py").cells)
              if c.cell_type == "markdown"}  # fmt: skip
     assert not any(typed.values()), typed
+
+
+def test_cifar_slides_run_on_fixture_results(fixture_results: Path, cifar_root: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("LIT_MC_DATA", str(cifar_root))
+    monkeypatch.setenv("LIT_MC_STUDIES", str(fixture_results.parent / "studies"))
+    monkeypatch.setenv("LIT_MC_FACTS", str(tmp_path / "facts.json"))
+    outputs, text = _execute("slides_01_cifar10", fixture_results, tmp_path / "slides.ipynb", monkeypatch)
+    assert "a larger rate helps" in text and "Test accuracy" in text and "learning_rate" in text
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2  # baseline curves, the study's figure
+    _assert_numbers_come_from_results(tmp_path / "facts.json", text, "slides_01_cifar10", least=3)
+
+
+def _deck_builder():  # noqa: ANN202
+    import sys
+
+    sys.path.insert(0, str(NOTEBOOKS))
+    import build_slides
+
+    return build_slides
+
+
+def _fake_reveal(root: Path) -> Path:
+    """A stand-in for the unpacked reveal.js package: the same files, markers for contents."""
+    (root / "dist" / "theme").mkdir(parents=True)
+    (root / "dist" / "reveal.js").write_text("window.Reveal = {initialize() {}}; /*REVEAL_JS*/")
+    (root / "dist" / "reveal.css").write_text("/*REVEAL_CSS*/")
+    (root / "dist" / "theme" / "white.css").write_text("@import url(./fonts/source-sans-pro.css); /*THEME*/")
+    return root
+
+
+def _two_slides() -> nbformat.NotebookNode:
+    new = nbformat.v4
+    slide = {"slideshow": {"slide_type": "slide"}}
+    output = new.new_output("display_data", data={"text/markdown": "shown **output**"})
+    return new.new_notebook(cells=[
+        new.new_markdown_cell("# The title", metadata=slide),
+        new.new_code_cell("secret_input = 1", outputs=[output]),
+        new.new_markdown_cell("## The second slide", metadata=slide),
+    ])  # fmt: skip
+
+
+def test_a_deck_is_one_offline_page_with_its_slides_and_no_code(tmp_path: Path) -> None:
+    import re
+
+    build_slides = _deck_builder()
+    nb = _two_slides()
+    html = build_slides.export(nb, build_slides.reveal_assets(_fake_reveal(tmp_path / "reveal")))
+    assert build_slides.slide_count(nb) == 2 and build_slides.title(nb) == "The title"
+    assert "The second slide" in html and "shown" in html and "secret_input" not in html  # outputs, not code
+    assert all(marker in html for marker in ("/*REVEAL_JS*/", "/*REVEAL_CSS*/", "/*THEME*/"))  # inlined
+    assert "@import" not in html and re.findall(r"(?:src|href)=\"(?:https?:)?//", html) == []  # nothing fetched
+    with pytest.raises(SystemExit, match="npm pack reveal.js"):
+        build_slides.reveal_assets(tmp_path / "nowhere")
+
+
+@pytest.mark.skipif(not any(map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))),
+                    reason="no Chromium here (apt-get install chromium)")  # fmt: skip
+def test_every_slide_of_a_deck_is_screenshot(tmp_path: Path) -> None:
+    """Real reveal.js is not at hand in a test, so a two-section page stands in; each shot is 1280x720."""
+    from PIL import Image
+
+    build_slides = _deck_builder()
+    page = tmp_path / "deck.html"
+    page.write_text("<html><body style='margin:0'><section style='height:720px;background:#fff'>one</section>"
+                    "<section style='height:720px;background:#000'>two</section></body></html>")  # fmt: skip
+    browser = next(filter(None, map(shutil.which, build_slides.BROWSERS)))
+    shots = build_slides.screenshots(page, 2, tmp_path / "shots", browser)
+    assert [p.name for p in shots] == ["slide_01.png", "slide_02.png"]
+    assert all(Image.open(p).size == (1280, 720) for p in shots)
 
 
 def test_captioning_notebook_runs_on_fixture_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,6 +198,12 @@ def test_captioning_notebook_runs_on_fixture_results(tmp_path: Path, monkeypatch
     outputs, text = _execute("02_flickr8k_captioning", results, tmp_path / "02.ipynb", monkeypatch)
     assert "show_attend_tell" in text and "Xu et al. 2015" in text and "CIDEr" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
+    monkeypatch.setenv("LIT_MC_FACTS", str(tmp_path / "facts.json"))  # the slides on the same results
+    outputs, text = _execute("slides_02_flickr8k", results, tmp_path / "slides.ipynb", monkeypatch)
+    assert (
+        "show_attend_tell" in text and "CIDEr" in text and sum("image/png" in o.get("data", {}) for o in outputs) >= 2
+    )
+    _assert_numbers_come_from_results(tmp_path / "facts.json", text, "slides_02_flickr8k", least=0)
 
 
 @pytest.mark.parametrize("name", SOURCES)

@@ -22,6 +22,8 @@ FORMATS: dict[str, Callable[[float], str]] = {
     "pct": lambda v: f"{100 * v:.1f}%",  # an accuracy: 0.7551 -> 75.5%
     "points": lambda v: f"{100 * v:+.1f} points",  # a difference of accuracies: 0.021 -> +2.1 points
     "abs_points": lambda v: f"{100 * abs(v):.1f} points",
+    "score": lambda v: f"{100 * v:.1f}",  # a caption metric on the x100 scale of the tables: 0.5461 -> 54.6
+    "score_diff": lambda v: f"{100 * v:+.1f}",
     "int": lambda v: f"{int(v):,}",
     "lr": lambda v: f"{v:g}",
     "p": lambda v: f"{v:.3f}" if v >= 0.001 else "< 0.001",
