@@ -596,6 +596,30 @@ def test_checkpoint_carries_vocabulary_and_tests_without_config(toy_root: Path, 
     assert (Path(test.trainer.log_dir) / "captions.csv").read_text().count("\n") == 1 + 2 * 8
 
 
+def test_a_captioner_logs_its_captions_pictures_and_attention_to_wandb(
+    toy_root: Path, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--trainer.logger=WandbLogger`` (offline here): each validation epoch's attention table (picture, caption,
+    overlay) and the test table (picture, caption per beam size, a reference) are in the run's W&B files."""
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    extra = ["--trainer.logger=WandbLogger", "--test_after_fit=true", "--model.test_beam_sizes=[1,2]"]
+    try:
+        cli = run_lightning_cli(toy_args(toy_root, "show_attend_tell", *extra))
+    finally:
+        wandb.finish()
+    run = Path(cli.trainer.log_dir)
+    tables = {p.name.split("_")[0]: json.loads(p.read_text()) for p in run.rglob("media/table/**/*.table.json")}
+    assert set(tables) == {"captions", "test"}, sorted(p.name for p in run.rglob("media/table/**/*"))
+    attention, test = tables["captions"], tables["test"]
+    assert attention["columns"] == ["epoch", "image", "caption", "attention"] and len(attention["data"]) == 4
+    assert test["columns"] == ["image", "caption (beam 1)", "caption (beam 2)", "reference"]
+    assert len(test["data"]) == 8 and all(row[1] and row[3] for row in test["data"])
+    staged = [p for p in (run / "wandb" / "artifacts" / "staging").iterdir() if p.read_bytes()[:4] == b"\x89PNG"]
+    assert len(staged) >= 4 + 4 + 8  # the tables' overlays and pictures, kept in the run folder until synced
+
+
 def test_resume_with_another_vocabulary_is_refused(toy_root: Path, in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
     cli = run_lightning_cli(toy_args(toy_root, "show_and_tell"))
     ckpt = next(Path(cli.trainer.log_dir).glob("checkpoints/last.ckpt"))

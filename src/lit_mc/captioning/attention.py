@@ -8,7 +8,7 @@ For the transformer, ``head_figure`` draws every layer's and head's cross-attent
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 
 from lit_mc.io import atomic_save_figure, run_folder
-from lit_mc.loggers import log_figure
+from lit_mc.loggers import ReportTable, log_figure, log_table, wants_tables
 
 
 def _upsample(maps: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
@@ -99,12 +99,29 @@ class AttentionMaps(Callback):
             return
         out = folder / "attention" / f"epoch={trainer.current_epoch:02d}"
         written = write_attention_maps(pl_module, trainer.datamodule, self._batch, out)
-        for path, fig in written:
-            log_figure(trainer, f"attention/{path.stem}", fig)
+        for m in written:
+            log_figure(trainer, f"attention/{m.path.stem}", m.figure)
+        if wants_tables(trainer):  # each word's attention beside its picture and caption, one row per image
+            table = ReportTable(["epoch", "image", "caption", "attention"])
+            for m in written:
+                if not m.per_head:
+                    table.rows.append([trainer.current_epoch, trainer.datamodule.image(m.row), m.caption, m.figure])
+            log_table(trainer, "attention/captions", table)
 
 
-def write_attention_maps(module, datamodule, batch: dict[str, Any], out: Path) -> list[tuple[Path, Any]]:
-    """Greedy captions of ``batch`` with their attention overlays, written under ``out``; returns (path, figure)."""
+class AttentionMap(NamedTuple):
+    """One written overlay: its PNG, the figure, the image's row, the greedy caption, and whether it is the
+    transformer's per-layer/head map of one word (else every word's mean map)."""
+
+    path: Path
+    figure: Any
+    row: int
+    caption: str
+    per_head: bool = False
+
+
+def write_attention_maps(module, datamodule, batch: dict[str, Any], out: Path) -> list[AttentionMap]:
+    """Greedy captions of ``batch`` with their attention overlays, written under ``out``."""
     import matplotlib.pyplot as plt
 
     was_training = module.training
@@ -121,7 +138,7 @@ def write_attention_maps(module, datamodule, batch: dict[str, Any], out: Path) -
         fig = attention_figure(image, words, decoded.attention[i], datamodule.grid)
         path = out / f"row={row}.png"
         atomic_save_figure(fig, path, dpi=55)
-        written.append((path, fig))
+        written.append(AttentionMap(path, fig, row, " ".join(words)))
         if hasattr(module, "attention_maps") and words:
             tokens = torch.tensor([[module.vocab.start, *ids[: len(words)]]], device=batch["features"].device)
             with torch.no_grad():
@@ -130,8 +147,8 @@ def write_attention_maps(module, datamodule, batch: dict[str, Any], out: Path) -
             head_fig = head_figure(image, words[t], maps[:, :, t], datamodule.grid)
             head_path = out / f"row={row}_heads.png"
             atomic_save_figure(head_fig, head_path, dpi=55)
-            written.append((head_path, head_fig))
+            written.append(AttentionMap(head_path, head_fig, row, " ".join(words), per_head=True))
     module.train(was_training)
-    for _, fig in written:
-        plt.close(fig)
+    for m in written:
+        plt.close(m.figure)
     return written

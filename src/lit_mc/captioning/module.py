@@ -27,6 +27,9 @@ from lit_mc.captioning.metrics import coco_scores
 from lit_mc.captioning.reward import CiderD
 from lit_mc.captioning.vocab import Vocabulary
 from lit_mc.errors import DivergedError, LitMcError, check_option
+from lit_mc.loggers import ReportTable, wants_tables
+
+TABLE_IMAGES = 16  # test images in the W&B / TensorBoard table of captions
 
 
 def lr_factor(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
@@ -378,7 +381,25 @@ class CaptionModule(L.LightningModule):
             for row, hyp, ref in zip(rows, hyps, refs, strict=True):
                 writer.writerow([row, k, hyp, ref[0]])
         metrics = json.dumps({f"beam{k}": s for k, s in self.test_results.items()}, indent=2)
-        return {"test_metrics.json": metrics, "captions.csv": buffer.getvalue()}
+        files: dict[str, Any] = {"test_metrics.json": metrics, "captions.csv": buffer.getvalue()}
+        if wants_tables(self.trainer) and hasattr(self.trainer.datamodule, "image"):
+            files["test_examples"] = self._examples_table(TABLE_IMAGES)
+        return files
+
+    def _examples_table(self, images: int) -> ReportTable:
+        """The first ``images`` test images with their caption of every beam size and a reference (for W&B)."""
+        beams = [k for k, *_ in self.test_outputs]
+        table = ReportTable(["image", *(f"caption (beam {k})" for k in beams), "reference"])
+        captions: dict[int, dict[int, str]] = {}
+        reference: dict[int, str] = {}
+        for k, rows, hyps, refs in self.test_outputs:
+            for row, hyp, ref in zip(rows[:images], hyps, refs, strict=False):
+                captions.setdefault(row, {})[k] = hyp
+                reference[row] = ref[0]
+        for row in sorted(captions)[:images]:
+            texts = [captions[row].get(k, "") for k in beams]
+            table.rows.append([self.trainer.datamodule.image(row), *texts, reference[row]])
+        return table
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[tuple[int, str]]:
         k = (self.hparams.test_beam_sizes or [1])[-1]

@@ -89,7 +89,7 @@ def analyse_run(run: Path, data_dir: Path, out: Path, examples: int = 3, beam: i
         for i in indices:
             summary[kind].append({"image": dm.names[int(rows[i]["row"])], "caption": rows[i]["caption"],
                                   "references": refs[i], "cider": scores[i]})  # fmt: skip
-        summary[f"{kind}_figures"] = [str(p.relative_to(out)) for p, _ in maps]
+        summary[f"{kind}_figures"] = [str(m.path.relative_to(out)) for m in maps]
     atomic_write_text(out / "examples.json", json.dumps(summary, indent=1))
     return summary
 
