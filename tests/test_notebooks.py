@@ -195,7 +195,9 @@ def test_captioning_notebook_runs_on_fixture_results(tmp_path: Path, monkeypatch
         assert example["caption"] == generated[image] and example["references"] == references[image]
     assert len(summary["best_figures"]) == 2  # one attention overlay per example
     monkeypatch.setenv("LIT_MC_FLICKR8K", str(toy))
+    monkeypatch.setenv("LIT_MC_FACTS", str(tmp_path / "facts.json"))
     outputs, text = _execute("02_flickr8k_captioning", results, tmp_path / "02.ipynb", monkeypatch)
+    _assert_numbers_come_from_results(tmp_path / "facts.json", text, "02_flickr8k_captioning", least=0)
     assert "show_attend_tell" in text and "Xu et al. 2015" in text and "CIDEr" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
     monkeypatch.setenv("LIT_MC_FACTS", str(tmp_path / "facts.json"))  # the slides on the same results
