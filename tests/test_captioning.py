@@ -681,3 +681,18 @@ def test_trainer_gradient_clip_val_applies_to_captioners(given: float | None, ex
     )
     module.configure_gradient_clipping(None, given, "value" if given is not None else None)
     assert calls == [expected]
+
+
+def test_attention_overlay_lights_the_attended_cell_and_keeps_its_colours() -> None:
+    """The overlay was a jet colour map over the picture, which hid red and blue objects; now the picture itself is
+    dimmed where the word did not look."""
+    from lit_mc.captioning.attention import _spotlight, attention_figure
+
+    picture = np.full((4, 4, 3), [200, 30, 30], np.uint8)
+    heat = np.zeros((4, 4))
+    heat[0, 0] = 1.0
+    lit = _spotlight(picture, heat)
+    assert lit[0, 0].tolist() == [200, 30, 30] and (lit[1:, 1:] <= 30).all()
+    image = torch.from_numpy(np.full((3, 8, 8), 120, np.uint8))
+    fig = attention_figure(image, ["a", "dog"], torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 1.0]]), (2, 2))
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["a dog", "a", "dog"]
