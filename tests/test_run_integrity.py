@@ -189,6 +189,25 @@ def test_wandb_runs_keep_every_file_in_their_run_folder(cifar_root: Path, in_tmp
     assert bad.returncode == 2 and sorted(p.name for p in (in_tmp / "lightning_logs").iterdir()) == ["version_0"]
 
 
+def test_a_second_wandb_run_from_another_folder_keeps_its_files(cifar_root: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """W&B's service outlives a run and resolved the relative run folder against its own working directory: a later
+    in-process run started elsewhere wrote its ``run-*.wandb`` into the first run's folder."""
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    args = [*baseline_fit(cifar_root, "--trainer.max_epochs=1"), "--trainer.logger=WandbLogger"]
+    for folder in ("first", "second"):
+        (tmp_path / folder).mkdir()
+        monkeypatch.chdir(tmp_path / folder)
+        try:
+            run_lightning_cli(args)
+        finally:
+            wandb.finish()
+    for folder in ("first", "second"):
+        logs = list((tmp_path / folder).rglob("run-*.wandb"))
+        assert len(logs) == 1 and logs[0].is_relative_to(tmp_path / folder / "lightning_logs" / "version_0"), logs
+
+
 def test_checkpoints_are_written_beside_their_destination(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Lightning staged checkpoints in the system temp folder and copied them over: a full disk left a truncated
     file under the final name. Saving must neither touch the temp folder nor leave a partial file."""

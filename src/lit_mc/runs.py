@@ -124,7 +124,9 @@ def claim_logger_folders(trainer: Any) -> list[Path]:
             root = Path(init.get("save_dir") or init.get("dir") or ".") / "lightning_logs"
             if root not in claimed:
                 claimed[root] = claim_run_dir(root)
-            init["save_dir"] = str(claimed[root])
+            # absolute: W&B's service process outlives a run and resolves a relative folder against its own working
+            # directory (a later run from another folder wrote its run-*.wandb file into the first run's folder)
+            init["save_dir"] = str(claimed[root].resolve())
             if "dir" in init:
                 init["dir"] = None
     return list(claimed.values())
