@@ -346,4 +346,5 @@ def test_study_cells_logged_to_wandb_grouped_by_setting(cifar_root: Path, tmp_pa
 
     store = ResultsStore(tmp_path / "results" / "studies" / "lr_study", tmp_path / "results" / "studies" / "cells")
     assert missing_cells(Study.load(path), store, runs_dir=tmp_path / "runs") == []  # the same keys without W&B
-    assert len({run.parent.parent for run in runs}) == 4  # each in its own run folder
+    assert len({run.parent.parent for run in runs}) == 4  # each in its own run folder: the cell's, beside metrics.csv
+    assert all((run.parent.parent / "metrics.csv").is_file() for run in runs)

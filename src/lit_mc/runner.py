@@ -71,13 +71,19 @@ def _wandb_offline_unless_configured() -> None:
 _USER_WANDB_DATA_DIR = "WANDB_DATA_DIR" in os.environ
 
 
-def _stage_wandb_files_in_the_run(trainer: Namespace, run_dirs: list[Path]) -> None:
-    """W&B stages the pictures of a logged table under ``~/.local/share/wandb`` until the run is synced; with
-    ``WANDB_DATA_DIR`` in the run's folder an offline run is whole where it was written (unless the user chose)."""
+def _prepare_wandb(trainer: Namespace, run_dirs: list[Path]) -> None:
+    """Before a run with a W&B logger: a W&B run still open in this process (an earlier in-process run's) is
+    finished, else the new logger would log into it and its folder; and W&B stages the pictures of a logged table
+    under ``WANDB_DATA_DIR`` (``~/.local/share/wandb``) until the run is synced, so that goes in the run's folder
+    (unless the user chose one): an offline run is whole where it was written."""
     loggers = trainer.get("logger")
     names = [str(lg.get("class_path", "")) for lg in (loggers if isinstance(loggers, list) else [loggers])
              if isinstance(lg, Namespace | dict)]  # fmt: skip
-    if not _USER_WANDB_DATA_DIR and run_dirs and any(name.endswith("WandbLogger") for name in names):
+    if not any(name.endswith("WandbLogger") for name in names):
+        return
+    if "wandb" in sys.modules and sys.modules["wandb"].run is not None:
+        sys.modules["wandb"].finish()
+    if not _USER_WANDB_DATA_DIR and run_dirs:
         os.environ["WANDB_DATA_DIR"] = str(run_dirs[0].resolve() / "wandb")
 
 
@@ -155,7 +161,7 @@ class LitMcCLI(LightningCLI):
         trainer = self._section().trainer
         self._configured_logger = copy.deepcopy(trainer.get("logger"))
         self.run_dirs: list[Path] = claim_logger_folders(trainer)
-        _stage_wandb_files_in_the_run(trainer, self.run_dirs)
+        _prepare_wandb(trainer, self.run_dirs)
 
     def after_instantiate_classes(self) -> None:
         """The loggers now hold their claimed folders; the config (saved as the run's ``config.yaml``) gets the

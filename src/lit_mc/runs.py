@@ -102,17 +102,16 @@ def claim_logger_folders(trainer: Any) -> list[Path]:
 
     CSV and TensorBoard loggers get ``version=version_N`` (unless a version is set, as on resume); a W&B (or any
     other) logger gets ``save_dir=<save_dir>/lightning_logs/version_N``, so that ``trainer.log_dir``, and with it
-    every file of the run, is that folder and never the working directory. Loggers that share a root share the
-    claimed version, so a CSV and a TensorBoard logger of one run write side by side.
+    every file of the run, is that folder and never the working directory; beside a file logger it writes into that
+    logger's run folder (one folder per run). Loggers that share a root share the claimed version, so a CSV and a
+    TensorBoard logger of one run write side by side.
     """
     loggers = trainer.get("logger")
     loggers = loggers if isinstance(loggers, list) else [loggers]
+    found = [f for f in map(_init_args, loggers) if f is not None]
+    found.sort(key=lambda f: f[0] not in FILE_LOGGERS)  # file loggers first: the others join their run folder
     claimed: dict[Path, Path] = {}
-    for logger in loggers:
-        found = _init_args(logger)
-        if found is None:
-            continue
-        name, init = found
+    for name, init in found:
         if name in FILE_LOGGERS:
             if init.get("version") is not None:
                 continue
@@ -122,7 +121,9 @@ def claim_logger_folders(trainer: Any) -> list[Path]:
             init["version"] = claimed[root].name
         else:
             root = Path(init.get("save_dir") or init.get("dir") or ".") / "lightning_logs"
-            if root not in claimed:
+            if claimed:  # beside a CSV or TensorBoard logger (a study cell with --wandb): the same run folder
+                root = next(iter(claimed))
+            elif root not in claimed:
                 claimed[root] = claim_run_dir(root)
             # absolute: W&B's service process outlives a run and resolves a relative folder against its own working
             # directory (a later run from another folder wrote its run-*.wandb file into the first run's folder)
