@@ -149,11 +149,7 @@ class CrossValidation:
 
     def run_fold(self, fold: int) -> dict[str, Any]:
         """Train fold ``fold`` unless its cell exists (or another process is training it); returns the cell."""
-        if self.wandb is not None:  # a W&B run still open in this process would swallow this cell's logs
-            import wandb
-
-            wandb.finish()
-        cli, resolved, key = self.resolve(fold)
+        cli, resolved, key = self.resolve(fold)  # a W&B run left open in this process is finished there (runner)
         try:
             with self.store.claim(key) as mine:
                 if not mine:
