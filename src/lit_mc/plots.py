@@ -72,6 +72,25 @@ def learning_curves_figure(rows: list[dict], cells: dict[str, dict]) -> Figure:
     return fig
 
 
+def overfit_figure(results: list[dict]) -> Figure:
+    """Training loss (log scale) and accuracy on the one repeated batch, step by step, one colour per model."""
+    fig = Figure(figsize=(12, 3.8))
+    axes = fig.subplots(1, 2)
+    for result, colour in zip(results, curve_colours(len(results)), strict=True):
+        curve = result["curve"]
+        steps = range(1, len(curve["train_loss"]) + 1)
+        axes[0].semilogy(steps, curve["train_loss"], color=colour, label=result["config"])
+        axes[1].plot(steps, curve["train_acc"], color=colour, label=result["config"])
+    for ax, metric in zip(axes, ("training loss on the batch (log)", "training accuracy on the batch"), strict=True):
+        ax.set_xlabel("step (the same batch each step)")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    fig.suptitle("Overfitting one real CIFAR-10 batch (benchmarks/overfit_one_batch.py)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def metric_bars_figure(report: dict) -> Figure:
     """The study's metric per setting: mean over folds with its 95% t-interval, and each fold as a dot."""
     rows = report["rows"]

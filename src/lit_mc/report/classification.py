@@ -14,12 +14,13 @@ from lit_mc.io import atomic_save_figure
 from lit_mc.report.common import markdown_table, read_json, results_root
 
 if TYPE_CHECKING:
+    from lit_mc.report.facts import Facts
     from lit_mc.studies.store import ResultsStore
 
 # the shipped studies, in the order the CIFAR-10 report tells them
 STUDY_ORDER = (
-    "learning_rate", "batch_size", "lr_batch_size", "depth", "width", "kernel_size", "pooling", "dropout",
-    "augmentation", "batch_norm", "weight_init", "optimizer", "transfer_learning",
+    "learning_rate", "batch_size", "lr_batch_size", "tuning_confirmed", "depth", "width", "kernel_size", "pooling",
+    "dropout", "augmentation", "batch_norm", "weight_init", "optimizer", "transfer_learning",
 )  # fmt: skip
 
 
@@ -77,6 +78,53 @@ def study_markdown(report: dict[str, Any]) -> str:
 def claims_markdown(report: dict[str, Any]) -> str:
     """One line per claim: its verdict in words with the numbers it rests on."""
     return "\n".join(f"- **{c['claim']}** — {c['verdict_text']}" for c in report["claims"])
+
+
+_READING = {
+    "supported": "the folds agree beyond the corrected error, so the claim holds at this budget",
+    "contradicted": "the data go against the claim beyond the corrected error, so at this budget the reference's "
+    "expectation fails here",
+    "untested": "one run per setting gives no error bar, so this is a reading of single runs",
+}
+
+
+def claims_reflection(facts: Facts, name: str) -> str:
+    """Each claim of a stored study read in words, with its numbers taken through ``facts`` (so the prose cannot
+    drift from ``studies/<name>/study.json``): the effect per link with its CI and the detectable effect, the
+    Holm-adjusted p, and what the verdict means at the study's power."""
+    file = f"studies/{name}/study.json"
+    report = facts.read(file)
+    lines = []
+    for i, claim in enumerate(report.get("claims", [])):
+        parts, small = [], []
+        for j, link in enumerate(claim["links"]):
+            link_path = ("claims", i, "links", j)
+            get = lambda *path, fmt="points", at=link_path: facts.get(file, *at, *path, fmt=fmt)  # noqa: E731
+            diff = get("mean_difference")
+            text = f"{link['label']} against {link['against']}: {diff}"
+            if link["df"] and math.isfinite(link["ci_low"]):
+                text += f" (95% CI {get('ci_low')} to {get('ci_high')}"
+                if math.isfinite(link["mde"]):
+                    mde = get("mde", fmt="abs_points")
+                    text += f"; detectable at this budget: {mde}"
+                    small.append(abs(diff.value) < mde.value)
+                text += ")"
+            parts.append(text)
+        verdict = claim["verdict"]
+        reading = _READING.get(verdict)
+        if verdict == "inconclusive":
+            reading = ("the difference is smaller than the effect this budget detects with 80% power, so this is "
+                       "a null result of low power: it neither confirms nor refutes the reference"
+                       if small and all(small) else
+                       "the difference reaches the detectable size, but after the correction for overlapping "
+                       "training sets and for the number of claims it is not beyond chance")  # fmt: skip
+        sentence = f"- *{claim['claim']}*: **{verdict}**. {'; '.join(parts)}"
+        if math.isfinite(claim["p_holm"]):
+            p = facts.get(file, "claims", i, "p_holm", fmt="p")
+            family = facts.get(file, "claims", i, "family_size", fmt="int")
+            sentence += f"; Holm-adjusted p {p} over {family} claims"
+        lines.append(f"{sentence}: {reading}.")
+    return "\n".join(lines)
 
 
 def study_console_tables(report: dict[str, Any]) -> list[Any]:
@@ -204,6 +252,14 @@ def overfit_markdown(results: list[dict[str, Any]]) -> str:
     return markdown_table(
         ["config", "first loss", "final loss", "100% batch accuracy at step", "loss < 0.05 at step"], rows
     )
+
+
+def overfit_figure(results: list[dict[str, Any]]) -> Figure | None:
+    """The overfit benchmark's loss and accuracy per step; None for results stored before curves were kept."""
+    from lit_mc.plots import overfit_figure as draw
+
+    with_curves = [r for r in results if r.get("curve")]
+    return draw(with_curves) if with_curves else None
 
 
 def studies_summary_markdown(reports: Sequence[dict[str, Any]]) -> str:

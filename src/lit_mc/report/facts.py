@@ -25,6 +25,7 @@ FORMATS: dict[str, Callable[[float], str]] = {
     "score": lambda v: f"{100 * v:.1f}",  # a caption metric on the x100 scale of the tables: 0.5461 -> 54.6
     "score_diff": lambda v: f"{100 * v:+.1f}",
     "int": lambda v: f"{int(v):,}",
+    "decimal": lambda v: f"{v:.1f}",  # a mean of counts: 22.67 epochs -> 22.7
     "lr": lambda v: f"{v:g}",
     "p": lambda v: f"{v:.3f}" if v >= 0.001 else "< 0.001",
     "x": lambda v: f"{v:.2f}x",
@@ -77,7 +78,8 @@ class Facts:
         self.used: list[dict[str, Any]] = []
         self._files: dict[str, Any] = {}
 
-    def _read(self, file: str) -> Any:
+    def read(self, file: str) -> Any:
+        """The parsed JSON of ``root/file`` (read once): to choose what to quote; quote through :meth:`get`."""
         if file not in self._files:
             path = self.root / file
             if not path.is_file():
@@ -97,7 +99,7 @@ class Facts:
         """The number at ``path`` in the JSON file ``root/file``, formatted by ``FORMATS[fmt]``; at a list (of
         epochs, say), ``field`` of each item reduced by ``REDUCERS[reduce]``."""
         record = {"file": file, "path": list(path), "field": field, "reduce": reduce}
-        return self._number(_value(self._read(file), record), fmt, record)
+        return self._number(_value(self.read(file), record), fmt, record)
 
     def derive(self, rule: str, *inputs: Number, fmt: str = "pct") -> Number:
         """``RULES[rule]`` of earlier numbers (their values, not their rounded texts)."""
