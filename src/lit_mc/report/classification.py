@@ -174,6 +174,34 @@ def write_claims_summary(results: Path) -> Path:
     return out
 
 
+def _curve_statistics(cell: dict[str, Any]) -> tuple[int, int, float, float, int] | None:
+    """Best val_acc epoch, epochs run, train and val accuracy at that epoch, val-loss minimum epoch (from 1)."""
+    epochs = [e for e in cell["curves"] if e.get("val_acc") is not None]
+    if not epochs or any(e.get("train_acc") is None or e.get("val_loss") is None for e in epochs):
+        return None
+    best = max(range(len(epochs)), key=lambda i: epochs[i]["val_acc"])
+    loss_min = min(range(len(epochs)), key=lambda i: epochs[i]["val_loss"])
+    return best + 1, len(epochs), epochs[best]["train_acc"], epochs[best]["val_acc"], loss_min + 1
+
+
+def curve_statistics_markdown(report: dict[str, Any], cells: dict[str, dict]) -> str:
+    """What the learning curves show, as numbers per setting (mean over its folds): where validation accuracy
+    peaks, how far training accuracy runs ahead there (the overfitting gap), and where validation loss bottoms out."""
+    rows = []
+    for row in report["rows"]:
+        stats = [_curve_statistics(cells[key]) for key in row["cells"] if key in cells]
+        stats = [s for s in stats if s is not None]
+        if not stats:
+            continue
+        best, run, train, val, loss_min = (sum(column) / len(stats) for column in zip(*stats, strict=True))
+        rows.append([row["label"], f"{best:.1f} of {run:.1f}", _pct(train), _pct(val),
+                     f"{100 * (train - val):+.1f}", f"{loss_min:.1f}"])  # fmt: skip
+    if not rows:
+        return ""
+    return markdown_table(["setting", "best epoch of run", "train acc % there", "val acc % there",
+                           "gap (points)", "val-loss minimum at epoch"], rows)  # fmt: skip
+
+
 def study_figures(report: dict[str, Any], cells: dict[str, dict]) -> dict[str, Figure]:
     """Learning curves, metric per setting with its CI, and (2-D grids) the heat map."""
     from lit_mc.plots import heatmap_figure, learning_curves_figure, metric_bars_figure
