@@ -104,7 +104,10 @@ show(report.test_report_markdown(report.read_json(baseline / "test_metrics.json"
 # has a bug; the table says how many steps each model needed.
 
 # %%
-show(report.overfit_markdown(report.read_json(BENCH / 'overfit_one_batch.json')))
+overfit = report.read_json(BENCH / 'overfit_one_batch.json')
+show(report.overfit_markdown(overfit))
+if (fig := report.overfit_figure(overfit)) is not None:
+    show_fig(fig)
 
 # %% [markdown]
 # ## 4. The statistical error of the baseline: cross-validation
@@ -116,9 +119,27 @@ show(report.overfit_markdown(report.read_json(BENCH / 'overfit_one_batch.json'))
 cv = report.read_json(RESULTS / 'cv' / 'baseline' / 'summary.json')
 show(report.cv_markdown(cv))
 noise = facts.get("cv/baseline/summary.json", "summary", "val_acc", "std", fmt="abs_points")
+epochs = yaml.safe_load(Path(cv["config"]).read_text())["trainer"]["max_epochs"]
 show(f"Between folds, the baseline's validation accuracy varies by {noise} (sample std over "
-     f"{facts.get('cv/baseline/summary.json', 'folds', fmt='int')} folds): the scale against which a single run's "
-     "difference has to be read.")
+     f"{facts.get('cv/baseline/summary.json', 'folds', fmt='int')} folds, each trained for the config's {epochs} "
+     "epochs and scored at the last): the scale against which a single run's difference has to be read.")
+grid_noise, grid_noise_note = noise, "at the baseline config's fixed budget"
+if (RESULTS / 'studies' / 'tuning_confirmed' / 'study.json').is_file():
+    tc = report.load_study('tuning_confirmed', RESULTS)
+    ref = tc['rows'][0]
+    grid_noise = facts.get('studies/tuning_confirmed/study.json', 'rows', {'label': ref['label']}, 'summary', 'std',
+                           fmt='abs_points')
+    stops = [facts.get(f"studies/cells/{k}.json", 'curves', field='val_acc', reduce='argmax_epoch', fmt='int')
+             for k in ref['cells']]
+    grid_noise_note = f"over the {len(stops)} folds of `tuning_confirmed`, at the grid's budget"
+    cap = next(b.split('=')[1] for b in tc['budget'] if b.startswith('--trainer.max_epochs='))
+    images = [facts.get('studies/tuning_confirmed/study.json', 'rows', {'label': ref['label']}, f"{split}_images",
+                        fmt='int') for split in ('train', 'val')]
+    show(f"At the tuning grid's budget (up to {cap} epochs with early stopping, each run scored at its best epoch; "
+         f"study `tuning_confirmed` below, {images[0]} / {images[1]} images per fold) the same config varies more, by "
+         f"{grid_noise}: each fold stops at its own epoch (best epochs "
+         f"{facts.derive('min', *stops, fmt='int')} to {facts.derive('max', *stops, fmt='int')}), so early "
+         "stopping adds its own spread to that of the data.")
 
 # %% [markdown]
 # ## 5. Studies
@@ -147,8 +168,15 @@ def show_study(name):
              "(`configs/studies/README.md`). The first round's reflection is withdrawn: its budget could not carry "
              "its verdicts.")
     show(report.study_markdown(rep))
-    for fig in report.study_figures(rep, report.study_cells(rep, RESULTS)).values():
+    cells = report.study_cells(rep, RESULTS)
+    for fig in report.study_figures(rep, cells).values():
         show_fig(fig)
+    if stats := report.curve_statistics_markdown(rep, cells):
+        show("**What the curves show, in numbers** (mean over each setting's folds; the gap is training minus "
+             "validation accuracy at the best validation epoch, the overfitting where the setting is scored):\n\n"
+             + stats)
+    if current[name] and any(c["verdict"] != "untested" for c in rep.get("claims", [])):
+        show(f"**The claims read ({name}).**\n\n" + report.claims_reflection(facts, name))
 def row(name, label, *path, **kw):  # a number of one setting of a study's report
     return facts.get(f"studies/{name}/study.json", "rows", {"label": label}, *path, **kw)
 def measurement_error(name, label):  # twice the binomial standard error of one run's accuracy on its images
@@ -199,7 +227,8 @@ if current.get('learning_rate'):
          f"keeps rising (last epoch: {train_last} training, {val_last} validation): past that epoch the net "
          "overfits, and early stopping on validation accuracy keeps the best epoch. How sure: each setting ran "
          f"once, and one run's accuracy on its validation images has a sampling error of about {error} (twice the "
-         f"binomial standard error; the baseline's fold-to-fold std is {noise}). The gain over the default is "
+         f"binomial standard error; the default's fold-to-fold std {grid_noise_note} is {grid_noise}). The gain "
+         "over the default is "
          f"{beyond(gain, error)} that error and the fall at the largest rate {beyond(drop, error)} it, while "
          f"neighbouring rates differ by {', '.join(steps)}; `configs/studies/tuning_confirmed.yaml` tests the "
          "chosen rate against the default over five folds.")
@@ -288,6 +317,48 @@ if current.get('lr_batch_size'):
             if capped else "Every cell stopped early, before the epoch cap."))
 
 # %%
+show_study('tuning_confirmed')
+
+# %%
+if current.get('tuning_confirmed') and 'tuning_confirmed' in reports:
+    rep = reports['tuning_confirmed']
+    labels = [r['label'] for r in rep['rows']]
+    def spread(label):
+        return (f"{row('tuning_confirmed', label, 'summary', 'mean')} ± "
+                f"{row('tuning_confirmed', label, 'summary', 'std', fmt='abs_points')}")
+    def best_epochs(label):  # the mean over folds of the epoch with the best validation accuracy
+        keys = next(r for r in rep['rows'] if r['label'] == label)['cells']
+        return facts.derive('mean', *(facts.get(f"studies/cells/{k}.json", 'curves', field='val_acc',
+                                                 reduce='argmax_epoch', fmt='int') for k in keys), fmt='decimal')
+    reference = labels[0]
+    fold_std = row('tuning_confirmed', reference, 'summary', 'std', fmt='abs_points')
+    one_run = measurement_error('tuning_confirmed', reference)
+    show(f"**Reflection (tuning_confirmed).** Over {rep['folds']} folds of "
+         f"{row('tuning_confirmed', reference, 'train_images', fmt='int')} training / "
+         f"{row('tuning_confirmed', reference, 'val_images', fmt='int')} validation images (mean ± std over folds): "
+         + "; ".join(f"{lab}: {spread(lab)}, best epoch {best_epochs(lab)} on average" for lab in labels)
+         + f". The fold-to-fold std of {reference} ({fold_std}) is the error a single run of the grid carries; "
+         f"twice the binomial standard error of one run on these validation images is {one_run}.")
+    study_file = 'studies/tuning_confirmed/study.json'
+    for i, claim in enumerate(rep['claims']):
+        link = claim['links'][0]
+        per_fold = ('claims', i, 'links', 0, 'differences')
+        ahead = facts.get(study_file, *per_fold, reduce='positive', fmt='int')
+        low = facts.get(study_file, *per_fold, reduce='min', fmt='points')
+        high = facts.get(study_file, *per_fold, reduce='max', fmt='points')
+        folds = facts.get(study_file, *per_fold, reduce='count', fmt='int')
+        show(f"*{claim['claim']}*: fold by fold, {link['label']} minus {link['against']} is positive in {ahead} of "
+             f"{folds} folds, from {low} to {high}. "
+             + ("The corrected test, which widens the standard error for the folds' shared training images, "
+                "puts the difference beyond chance." if claim['verdict'] == 'supported' else
+                "The sign changes between folds, and the interval above spans both signs." if 0 < ahead.value <
+                folds.value else
+                "The folds share three quarters of their training images, so their differences are not "
+                "independent: the corrected test (Nadeau & Bengio 2003) widens the standard error for that, and "
+                f"one sign in all {folds} folds is not by itself beyond chance (a two-sided sign test over "
+                f"{folds} folds cannot go below p = {facts.derive('sign_test_floor', folds, fmt='p')})."))
+
+# %%
 for name in ['depth', 'width', 'kernel_size', 'pooling', 'dropout', 'augmentation', 'batch_norm', 'weight_init',
              'optimizer', 'transfer_learning', 'best_model']:
     show_study(name)
@@ -321,12 +392,20 @@ else:
 # %% [markdown]
 # ## 8. Where the study stands
 #
-# - **Settled on all training data**: the learning rate, the batch size and their grid for plain SGD (the first
-#   three studies above, with their reflections); they read as the textbooks say, with single runs whose differences
-#   are close to one run's measurement error, and one diagonal of the grid wider than the noise-scale view expects.
-# - **Still to run at the new budget**: the hypothesis studies, the five-fold confirmation of the tuning, transfer
-#   learning and the best model (`configs/studies/README.md` has the plan and what each costs). Their stored
-#   results above are from an earlier, much smaller budget and carry no verdict here.
+# Which studies ran at the budget their study file states (their verdicts are above, claim by claim), which are
+# stored from an earlier, smaller budget (shown without a verdict), and which have no results yet; the plan and the
+# cost of what is left are in `configs/studies/README.md`.
+
+# %%
+shipped = [*report.STUDY_ORDER, "best_model"]
+groups = {
+    "At their study file's budget": [n for n in reports if current[n]],
+    "From an earlier, smaller budget (no verdict; re-run planned)": [n for n in reports if not current[n]],
+    "No results yet": [n for n in shipped if n not in reports],
+}
+show("\n".join(f"- **{title}**: {', '.join(names)}" for title, names in groups.items() if names))
+verdicts = [(n, c) for n in groups["At their study file's budget"] for c in reports[n].get("claims", [])]
+show(report.markdown_table(["study", "claim", "verdict"], [(n, c["claim"], c["verdict"]) for n, c in verdicts]))
 
 # %%
 if os.environ.get("LIT_MC_FACTS"):  # the test reads every number of the prose again from its source

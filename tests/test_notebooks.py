@@ -71,6 +71,8 @@ def test_cifar_notebook_runs_on_fixture_results(fixture_results: Path, cifar_roo
     outputs, text = _execute("01_cifar10_study", fixture_results, tmp_path / "01.ipynb", monkeypatch)
     assert "Verdicts, claim by claim" in text and "a larger rate helps" in text and "lr=0.04" in text
     assert "Test accuracy" in text and "Reflection (learning_rate)" in text
+    assert "The claims read (learning_rate)" in text and "Holm-adjusted p" in text  # the fixture's claim, 2 folds
+    assert "What the curves show, in numbers" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4  # sample grid, curves, study figures
     _assert_numbers_come_from_results(tmp_path / "facts.json", text, "01_cifar10_study", least=10)
 
@@ -234,6 +236,19 @@ def test_a_number_that_drifted_from_its_source_is_caught(tmp_path: Path) -> None
                                                    "curve": [{"v": 0.3}, {"v": 0.9}, {"v": 0.5}]}))  # fmt: skip
     wrong = check_facts(tmp_path / "facts.json")
     assert len(wrong) == 2 and "75.1%" in wrong[0] and "74.0%" in wrong[0] and "+4.0 points" in wrong[1]
+
+
+def test_curve_statistics_read_the_best_epoch_the_gap_and_the_loss_minimum() -> None:
+    from lit_mc.report import curve_statistics_markdown
+
+    def epoch(i: int, train: float, val: float, loss: float) -> dict:
+        return {"epoch": i, "train_acc": train, "val_acc": val, "val_loss": loss}
+
+    cells = {"a": {"curves": [epoch(0, 0.5, 0.4, 1.0), epoch(1, 0.8, 0.6, 0.8), epoch(2, 0.9, 0.5, 0.9)]},
+             "b": {"curves": [epoch(0, 0.6, 0.5, 1.0), epoch(1, 0.7, 0.55, 1.1), epoch(2, 0.8, 0.7, 1.2)]}}  # fmt: skip
+    table = curve_statistics_markdown({"rows": [{"label": "x", "cells": ["a", "b"]}]}, cells)
+    # best epochs 2 and 3 of 3; train 0.8 / 0.8 and val 0.6 / 0.7 there: gap 15 points; loss minima at 2 and 1
+    assert table.splitlines()[-1] == "| x | 2.5 of 3.0 | 80.0 | 65.0 | +15.0 | 1.5 |"
 
 
 def test_typed_numbers_are_found_outside_code_names_and_years() -> None:

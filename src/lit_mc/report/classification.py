@@ -112,7 +112,12 @@ def claims_reflection(facts: Facts, name: str) -> str:
             parts.append(text)
         verdict = claim["verdict"]
         reading = _READING.get(verdict)
-        if verdict == "inconclusive":
+        if verdict == "inconclusive" and claim["direction"] == "equal":
+            margin = facts.get(file, "claims", i, "margin", fmt="abs_points")
+            reading = (f"equivalence (two one-sided tests) needs the difference to lie surely within ±{margin}, and "
+                       "the interval here reaches past that, so the data show neither the equivalence nor a "
+                       "difference")  # fmt: skip
+        elif verdict == "inconclusive":
             reading = ("the difference is smaller than the effect this budget detects with 80% power, so this is "
                        "a null result of low power: it neither confirms nor refutes the reference"
                        if small and all(small) else

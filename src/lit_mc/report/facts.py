@@ -36,6 +36,7 @@ RULES: dict[str, Callable[..., float]] = {
     "max": lambda *v: max(v),
     "min": lambda *v: min(v),
     "mean": lambda *v: sum(v) / len(v),
+    "sign_test_floor": lambda n: 2 * 0.5**n,  # the smallest two-sided sign-test p over n paired differences
     "twice_binomial_se": lambda p, n: 2 * (p * (1 - p) / n) ** 0.5,  # the sampling error of an accuracy on n images
 }
 
@@ -44,6 +45,7 @@ REDUCERS: dict[str, Callable[[list[float]], float]] = {  # over a list, e.g. a c
     "min": min,
     "last": lambda v: v[-1],
     "count": len,
+    "positive": lambda v: sum(x > 0 for x in v),  # e.g. the folds in which a paired difference favours the first
     "argmax_epoch": lambda v: v.index(max(v)) + 1,  # epochs counted from 1, as the text says them
     "argmin_epoch": lambda v: v.index(min(v)) + 1,
 }
