@@ -179,7 +179,7 @@ def write_claims_summary(results: Path) -> Path:
     return out
 
 
-def _curve_statistics(cell: dict[str, Any]) -> tuple[int, int, float, float, int] | None:
+def curve_statistics(cell: dict[str, Any]) -> tuple[int, int, float, float, int] | None:
     """Best val_acc epoch, epochs run, train and val accuracy at that epoch, val-loss minimum epoch (from 1)."""
     epochs = [e for e in cell["curves"] if e.get("val_acc") is not None]
     if not epochs or any(e.get("train_acc") is None or e.get("val_loss") is None for e in epochs):
@@ -194,7 +194,7 @@ def curve_statistics_markdown(report: dict[str, Any], cells: dict[str, dict]) ->
     peaks, how far training accuracy runs ahead there (the overfitting gap), and where validation loss bottoms out."""
     rows = []
     for row in report["rows"]:
-        stats = [_curve_statistics(cells[key]) for key in row["cells"] if key in cells]
+        stats = [curve_statistics(cells[key]) for key in row["cells"] if key in cells]
         stats = [s for s in stats if s is not None]
         if not stats:
             continue
@@ -257,7 +257,8 @@ def test_report_markdown(test_metrics: dict[str, Any]) -> str:
     """Test accuracy, macro-F1 and per-class accuracy of a classification run (its ``test_metrics.json``)."""
     m = test_metrics["metrics"]
     per_class = [[name, _pct(m[f"test_acc_{name}"])] for name in test_metrics["class_names"]]
-    head = f"Test accuracy **{_pct(m['test_acc'])}%**, macro-F1 {m['test_f1']:.4f}, test loss {m['test_loss']:.4f}."
+    head = f"Test accuracy **{_pct(m['test_acc'])}%**, macro-F1 {m['test_f1']:.4f}, test loss {m['test_loss']:.4f}"
+    head += f", expected calibration error {m['test_ece']:.4f}." if "test_ece" in m else "."
     return head + "\n\n" + markdown_table(["class", "test accuracy %"], per_class)
 
 

@@ -29,6 +29,7 @@ FORMATS: dict[str, Callable[[float], str]] = {
     "lr": lambda v: f"{v:g}",
     "p": lambda v: f"{v:.3f}" if v >= 0.001 else "< 0.001",
     "x": lambda v: f"{v:.2f}x",
+    "mflops": lambda v: f"{v / 1e6:.1f} MFLOPs",  # forward FLOPs of one image
 }
 RULES: dict[str, Callable[..., float]] = {
     "difference": lambda a, b: a - b,
