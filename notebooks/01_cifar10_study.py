@@ -191,6 +191,8 @@ def show_study(name):
              + stats)
     if current[name] and any(c["verdict"] != "untested" for c in rep.get("claims", [])):
         show(f"**The claims read ({name}).**\n\n" + report.claims_reflection(facts, name))
+    if current[name] and (transfer := report.budget_transfer_markdown(name, RESULTS)):
+        show(transfer)
 def row(name, label, *path, **kw):  # a number of one setting of a study's report
     return facts.get(f"studies/{name}/study.json", "rows", {"label": label}, *path, **kw)
 def measurement_error(name, label):  # twice the binomial standard error of one run's accuracy on its images

@@ -251,6 +251,22 @@ def test_curve_statistics_read_the_best_epoch_the_gap_and_the_loss_minimum() -> 
     assert table.splitlines()[-1] == "| x | 2.5 of 3.0 | 80.0 | 65.0 | +15.0 | 1.5 |"
 
 
+def test_budget_transfer_table_reads_both_budgets(tmp_path: Path) -> None:
+    from lit_mc.report import budget_transfer_markdown
+
+    folder = tmp_path / "studies" / "pooling"
+    folder.mkdir(parents=True)
+    assert budget_transfer_markdown("pooling", tmp_path) == ""  # the second budget has not run
+    transfer = [{"claim": "avg is worse", "verdict": "supported", "effects": [-0.048], "verdict_second_budget":
+                 "inconclusive", "effects_second_budget": [-0.021], "same_sign": True, "agree": False}]  # fmt: skip
+    second = {"budget": ["--data.subset=0.1", "--trainer.enable_progress_bar=false"], "folds": 3,
+              "budget_transfer": transfer}  # fmt: skip
+    (folder / "study_second_budget.json").write_text(json.dumps(second))
+    table = budget_transfer_markdown("pooling", tmp_path)
+    assert "`--data.subset=0.1`, 3 folds" in table
+    assert table.splitlines()[-1] == "| avg is worse | supported | -4.8 | inconclusive | -2.1 | no |"
+
+
 def test_typed_numbers_are_found_outside_code_names_and_years() -> None:
     assert typed_numbers("Accuracy rose to 75.5% after 20 epochs at lr 0.04.") == ["75.5%", "20", "0.04"]
     allowed = "## 3. CIFAR-10 with `--folds 5`, 3x3 kernels, uint8 and F1 (Smith & Le 2018), studies 4-12"

@@ -21,6 +21,7 @@ from lit_mc.report.captioning import (
 from lit_mc.report.classification import (
     STUDY_ORDER,
     available_studies,
+    budget_transfer_markdown,
     claims_markdown,
     claims_reflection,
     compute_table,
@@ -64,6 +65,7 @@ __all__ = [
     "PUBLISHED",
     "STUDY_ORDER",
     "available_studies",
+    "budget_transfer_markdown",
     "bench_root",
     "caption_curves_figure",
     "caption_data_overview",

@@ -132,6 +132,28 @@ def claims_reflection(facts: Facts, name: str) -> str:
     return "\n".join(lines)
 
 
+def budget_transfer_markdown(name: str, root: Path | None = None) -> str:
+    """Per claim: verdict and effect at the study's budget and at its second budget, and whether they agree
+    (``lit-mc study run FILE --second-budget``); empty when the second budget has not run."""
+    folder = (root or results_root()) / "studies" / name
+    second = folder / "study_second_budget.json"
+    if not second.is_file():
+        return ""
+    report = read_json(second)
+    transfer = report.get("budget_transfer")
+    if transfer is None and (folder / "study.json").is_file():
+        transfer = read_json(folder / "study.json").get("budget_transfer")
+    if not transfer:
+        return ""
+    points = lambda values: ", ".join(f"{100 * v:+.1f}" for v in values)  # noqa: E731
+    rows = [[t["claim"], t["verdict"], points(t["effects"]), t["verdict_second_budget"],
+             points(t["effects_second_budget"]), "yes" if t["agree"] else "no"] for t in transfer]  # fmt: skip
+    budget = " ".join(b for b in report["budget"] if "progress_bar" not in b)
+    table = markdown_table(["claim", "verdict", "effect (points)", "at the second budget", "effect there",
+                            "agree"], rows)  # fmt: skip
+    return f"**The same claims at a second budget** (`{budget}`, {report['folds']} folds):\n\n{table}"
+
+
 def study_console_tables(report: dict[str, Any]) -> list[Any]:
     """What ``lit-mc study run|report`` prints: the settings table, then each claim's verdict."""
     from rich.table import Table
