@@ -80,7 +80,10 @@ show(f"Test accuracy **{acc}**; fold-to-fold std of validation accuracy {noise} 
 # A model that cannot memorise one batch has a bug (`benchmarks/overfit_one_batch.py`).
 
 # %%
-show(report.overfit_markdown(report.read_json(BENCH / "overfit_one_batch.json")))
+overfit = report.read_json(BENCH / "overfit_one_batch.json")
+show(report.overfit_markdown(overfit))
+if (fig := report.overfit_figure(overfit)) is not None:
+    show_fig(fig, 880)
 
 # %%
 def study_slide(name, figure):
@@ -122,14 +125,16 @@ study_slide("lr_batch_size", "heatmap.png")
 # ## Hypotheses: one verdict per claim
 
 # %%
-rows = []
+rows, earlier = [], []
 for name, rep in reports.items():
     if name in ("learning_rate", "batch_size", "lr_batch_size"):
         continue
     if not current[name]:  # an earlier round's result: no verdict is shown for it
-        rows.append([name, "—", "earlier-round result; its re-run at the final budget is to come"])
+        earlier.append(name)
     for c in rep.get("claims", []) if current[name] else []:
         rows.append([name, c["claim"], c["verdict"]])
+if earlier:
+    rows.append([", ".join(earlier), "—", "earlier, smaller budget: no verdict; re-run planned"])
 show(report.markdown_table(["study", "claim", "verdict"], rows) if rows else "No hypothesis study has results yet.")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
