@@ -3,11 +3,14 @@ schedules and label smoothing, each against its definition."""
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 
 import pytest
 import torch
 
+from lit_mc.captioning import ShowAndTell
 from lit_mc.captioning.module import lr_factor
 from test_captioning import CONFIGS, TINY, tiny_captioner, toy_args
 
@@ -222,3 +225,44 @@ def test_decoding_is_chosen_on_the_validation_split(tmp_path, in_tmp) -> None:  
                              penalties=(0.0, 1.0))  # fmt: skip
     assert [(r["beam_size"], r["length_penalty"]) for r in chosen["grid"]] == [(1, 0.0), (2, 0.0), (2, 1.0)]
     assert chosen["best"]["val_cider"] == max(r["val_cider"] for r in chosen["grid"])
+
+
+def test_the_test_split_is_decoded_with_the_chosen_settings_and_analysed(tmp_path, in_tmp) -> None:  # noqa: ANN001
+    """``--choose-decoding``'s second half: the test split decoded at the chosen beam and penalty into the results
+    folder, then analysed at that beam (per-image scores, diversity, CIDEr by reference length, size)."""
+    from lit_mc.captioning.toy import write_toy_set
+    from lit_mc.cli import main
+    from lit_mc.report.caption_runs import analyse_run, best_checkpoint, test_with_decoding
+
+    toy = write_toy_set(tmp_path / "toy", train=24, val=4, test=6, size=32)
+    main([*toy_args(toy, "show_and_tell"), "--model.init_args.embed_dim=16", "--model.init_args.hidden_dim=32"])
+    run = in_tmp / "lightning_logs" / "version_0"
+    out = tmp_path / "results" / "show_and_tell" / "seed0"
+    scores = test_with_decoding(best_checkpoint(run), toy, beam=2, penalty=1.0, out=out)
+    assert set(scores) == {"beam2"}
+    with (out / "captions.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and {r["beam_size"] for r in rows} == {"2"}
+    summary = analyse_run(run, toy, out, examples=1, beam=2, tested_here=True)
+    assert summary["beam"] == 2 and (out / "per_image.csv").read_text().count("\n") == 1 + 6
+    assert json.loads((out / "test_metrics.json").read_text()) == scores  # the run's own beam-1 file not copied over
+    diversity = summary["diversity"]
+    assert diversity["captions"] == 6 and 0 < diversity["distinct_share"] <= 1
+    assert diversity["mean_length"] == pytest.approx(sum(len(r["caption"].split()) for r in rows) / 6)
+    groups = summary["cider_by_reference_length"]
+    assert sum(g["images"] for g in groups) == 6
+    assert [g["min_words"] for g in groups] == sorted(g["min_words"] for g in groups)
+    assert sum(g["mean_cider"] * g["images"] for g in groups) / 6 == pytest.approx(summary["mean_cider"])
+    module = ShowAndTell.load_from_checkpoint(best_checkpoint(run), map_location="cpu", weights_only=True)
+    size = summary["size"]
+    assert size["params"] == sum(p.numel() for p in module.parameters()) == size["trained_params"]
+    assert size["mflops_per_caption"] > 0
+
+
+def test_cider_by_reference_length_groups_images_by_their_references() -> None:
+    from lit_mc.report.caption_runs import cider_by_reference_length
+
+    refs = [["a b", "a b c d"], ["a"], ["a b c d e f"], ["a b c", "a b c"]]  # mean lengths 3, 1, 6, 3
+    groups = cider_by_reference_length(refs, [0.3, 0.1, 0.6, 0.4], bins=2)
+    assert [(g["min_words"], g["max_words"], g["images"]) for g in groups] == [(1, 3, 2), (3, 6, 2)]
+    assert [g["mean_cider"] for g in groups] == pytest.approx([0.2, 0.5])

@@ -596,6 +596,23 @@ def test_checkpoint_carries_vocabulary_and_tests_without_config(toy_root: Path, 
     assert (Path(test.trainer.log_dir) / "captions.csv").read_text().count("\n") == 1 + 2 * 8
 
 
+def test_a_checkpoint_is_tested_with_other_decoding_settings_but_not_other_weights(
+    toy_root: Path, in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The decoding chosen on validation is applied at test through ``lit-mc test --ckpt_path``: beam sizes and the
+    length penalty are the command line's (not the checkpoint's), while a setting that shapes the weights is refused."""
+    cli = run_lightning_cli(toy_args(toy_root, "show_and_tell"))
+    ckpt = next(Path(cli.trainer.log_dir).glob("checkpoints/best-*.ckpt"))
+    decoding = ["--model.init_args.test_beam_sizes=[2]", "--model.init_args.length_penalty=0.7"]
+    test = run_lightning_cli(["test", *toy_args(toy_root, "show_and_tell")[1:], f"--ckpt_path={ckpt}", *decoding])
+    assert test.model.hparams.length_penalty == 0.7 and test.model.hparams.test_beam_sizes == [2]
+    scores = json.loads((Path(test.trainer.log_dir) / "test_metrics.json").read_text())
+    assert set(scores) == {"beam2"}
+    line = error_line(capsys, ["test", *toy_args(toy_root, "show_and_tell")[1:], f"--ckpt_path={ckpt}",
+                               "--model.init_args.hidden_dim=8"])  # fmt: skip
+    assert "differs from the configured one in model.hidden_dim" in line
+
+
 def test_a_captioner_logs_its_captions_pictures_and_attention_to_wandb(
     toy_root: Path, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,6 +3,7 @@ destination."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import pickle
@@ -95,9 +96,21 @@ def checkpoint_epoch(path: str | Path) -> int:
     return int(read_checkpoint(path)["epoch"])
 
 
-def refuse_other_model(path: str | Path, model: dict[str, Any]) -> None:
+def evaluation_settings(class_path: str) -> tuple[str, ...]:
+    """The model class's ``evaluation_settings``: hyperparameters that change how a trained model is evaluated
+    (decoding), never its weights, so ``lit-mc test --ckpt_path`` may set them (none for a class without any)."""
+    module, _, name = current_name(class_path).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return ()
+    return tuple(getattr(cls, "evaluation_settings", ()))
+
+
+def refuse_other_model(path: str | Path, model: dict[str, Any], may_differ: tuple[str, ...] = ()) -> None:
     """Stop when the checkpoint's model is not the configured one: Lightning would otherwise silently replace the
-    configured model (its class and every setting) by the checkpoint's."""
+    configured model (its class and every setting) by the checkpoint's. Settings named in ``may_differ`` (the
+    model's :func:`evaluation_settings`, at evaluation) are the caller's to keep."""
     saved = section_config(path, "model")
     wanted_class, held_class = current_name(str(model.get("class_path") or "")), saved["class_path"]
     if wanted_class and wanted_class != held_class:
@@ -106,7 +119,7 @@ def refuse_other_model(path: str | Path, model: dict[str, Any]) -> None:
             f"{str(wanted_class).rsplit('.', 1)[-1]}",
             "pass the config of the checkpoint's run, or a checkpoint of the configured model",
         )
-    differing = differences(saved, model, "model.")
+    differing = [key for key in differences(saved, model, "model.") if key.removeprefix("model.") not in may_differ]
     if differing:
         raise LitMcError(
             f"the checkpoint's model differs from the configured one in {', '.join(differing)}",

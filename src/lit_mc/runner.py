@@ -32,6 +32,7 @@ from lit_mc.checkpoints import (
     AtomicCheckpointIO,
     check_checkpoint,
     checkpoint_epoch,
+    evaluation_settings,
     model_and_data_args,
     refuse_other_model,
 )
@@ -153,11 +154,19 @@ class LitMcCLI(LightningCLI):
                 section.trainer.logger.init_args["version"] = ckpt.parent.parent.name
                 self.kept_metrics = metrics_up_to(ckpt.parent.parent / "metrics.csv", checkpoint_epoch(ckpt))
             print(f"lit-mc: {'resuming' if subcommand == 'fit' else 'using'} {ckpt}")
+        self.evaluation_overrides: dict[str, Any] = {}
         if section.get("ckpt_path") and Path(section.ckpt_path).is_file():
-            refuse_other_model(section.ckpt_path, section.model.as_dict())
+            model = section.model.as_dict()
+            may_differ = () if subcommand == "fit" else evaluation_settings(str(model.get("class_path") or ""))
+            refuse_other_model(section.ckpt_path, model, may_differ)
+            # Lightning next reads the checkpoint's hyperparameters into the config: these come back as given
+            init_args = model.get("init_args") or {}
+            self.evaluation_overrides = {key: init_args[key] for key in may_differ if key in init_args}
 
     def before_instantiate_classes(self) -> None:
         _BUILDING.append(self)
+        for key, value in self.evaluation_overrides.items():  # decoding given for this evaluation, not the ckpt's
+            self._section().model.init_args[key] = value
         trainer = self._section().trainer
         self._configured_logger = copy.deepcopy(trainer.get("logger"))
         self.run_dirs: list[Path] = claim_logger_folders(trainer)

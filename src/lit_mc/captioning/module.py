@@ -79,6 +79,9 @@ class CaptionModule(L.LightningModule):
             not carry over), e.g. the cross-entropy model that SCST fine-tunes.
     """
 
+    # how a trained captioner is decoded and scored, not what it learnt: ``lit-mc test --ckpt_path`` may set these
+    evaluation_settings = ("max_length", "val_beam_size", "test_beam_sizes", "length_penalty", "val_meteor")
+
     def __init__(
         self,
         lr: float = 4e-4,

@@ -1,9 +1,12 @@
 """After training: the stored results a captioning report needs, from a run folder and the data (no training).
 
-``python -m lit_mc.report.caption_runs RUN_DIR ... --out results/flickr8k`` copies each
-run's metrics log and test scores, scores every test caption against its references (per-image CIDEr), and draws
-the attention overlays of the best- and worst-scored captions from the run's best checkpoint alone (its
-vocabulary is inside it). The notebook then reads only ``results/flickr8k/``.
+``python -m lit_mc.report.caption_runs RUN_DIR ... --out results/flickr8k`` copies each run's metrics log and test
+scores, scores every test caption against its references (per-image CIDEr-D and BLEU-4, what paired bootstraps
+between runs resample), measures the captions' diversity and copying, CIDEr by reference length, the model's
+parameters and FLOPs, and draws the attention overlays of the best- and worst-scored captions from the run's best
+checkpoint alone (its vocabulary is inside it). With ``--choose-decoding`` the beam size and length penalty are
+first chosen on the validation split and the test split is decoded with them. The notebook then reads only
+``results/flickr8k/``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import torch
 
 from lit_mc.captioning.annotations import load_annotations
 from lit_mc.captioning.metrics import per_image_scores
-from lit_mc.captioning.vocab import clean_caption
+from lit_mc.captioning.vocab import SPECIALS, clean_caption
+from lit_mc.errors import LitMcError
 from lit_mc.io import atomic_write_text
 
 
@@ -40,19 +44,29 @@ def best_checkpoint(run: Path) -> Path:
     return found[0]
 
 
-def analyse_run(run: Path, data_dir: Path, out: Path, examples: int = 3, beam: int = 1) -> dict[str, Any]:
-    """Write ``out/{metrics.csv, test_metrics.json, examples.json, example_*.png}`` for one trained run."""
+def analyse_run(
+    run: Path, data_dir: Path, out: Path, examples: int = 3, beam: int = 1, tested_here: bool = False
+) -> dict[str, Any]:
+    """Write ``out/{metrics.csv, test_metrics.json, per_image.csv, examples.json, best/, worst/}`` for one trained
+    run, from its test captions of beam size ``beam`` (``tested_here``: the test files :func:`test_with_decoding`
+    already wrote into ``out``, not the run's own)."""
     from lit_mc.captioning import Flickr8kDataModule
     from lit_mc.captioning.attention import write_attention_maps
+    from lit_mc.captioning.metrics import caption_diversity
     from lit_mc.checkpoints import model_and_data_args
     from lit_mc.runner import run_lightning_cli
 
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("metrics.csv", "test_metrics.json", "config.yaml"):
+    for name in ("metrics.csv", "config.yaml", *(() if tested_here else ("test_metrics.json", "captions.csv"))):
         if (run / name).is_file():
             shutil.copy(run / name, out / name)
-    with (run / "captions.csv").open() as f:
+    with (out / "captions.csv").open() as f:
         rows = [r for r in csv.DictReader(f) if int(r["beam_size"]) == beam]
+    if not rows:
+        raise LitMcError(
+            f"{out / 'captions.csv'} holds no captions of beam size {beam}",
+            "pass a beam size the run was tested with (its test_beam_sizes), or --choose-decoding",
+        )
     text = data_dir / "Flickr8k_text"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -75,7 +89,15 @@ def analyse_run(run: Path, data_dir: Path, out: Path, examples: int = 3, beam: i
     order = sorted(range(len(rows)), key=lambda i: scores[i])
     picked = {"best": order[::-1][:examples], "worst": order[:examples]}
     module = type(cli.model).load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
-    summary: dict[str, Any] = {"checkpoint": ckpt.name, "beam": beam, "mean_cider": sum(scores) / len(scores)}
+    training = [" ".join(c) for n in dm.splits["train"] for c in dm.words[n]]
+    summary: dict[str, Any] = {
+        "checkpoint": ckpt.name,
+        "beam": beam,
+        "mean_cider": sum(scores) / len(scores),
+        "diversity": caption_diversity([r["caption"] for r in rows], training),
+        "cider_by_reference_length": cider_by_reference_length(refs, scores),
+        "size": model_size(module, dm),
+    }
     for kind, indices in picked.items():
         summary[kind] = []
         shutil.rmtree(out / kind, ignore_errors=True)  # figures of an earlier analysis would be mistaken for these
@@ -92,6 +114,58 @@ def analyse_run(run: Path, data_dir: Path, out: Path, examples: int = 3, beam: i
         summary[f"{kind}_figures"] = [str(m.path.relative_to(out)) for m in maps]
     atomic_write_text(out / "examples.json", json.dumps(summary, indent=1))
     return summary
+
+
+def cider_by_reference_length(references: list[list[str]], cider: list[float], bins: int = 3) -> list[dict[str, Any]]:
+    """Mean per-image CIDEr-D of the test images in ``bins`` equal-count groups by the mean length (in words) of
+    their references: whether a model does worse on the images people describe at length."""
+    lengths = [sum(len(r.split()) for r in refs) / len(refs) for refs in references]
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups = []
+    for b in range(bins):
+        part = order[b * len(order) // bins : (b + 1) * len(order) // bins]
+        if part:
+            groups.append({"min_words": lengths[part[0]], "max_words": lengths[part[-1]], "images": len(part),
+                           "mean_cider": sum(cider[i] for i in part) / len(part)})  # fmt: skip
+    return groups
+
+
+def model_size(module: Any, datamodule: Any, words: int = 12) -> dict[str, float]:
+    """Parameters (all, and trained) and the FLOPs of one teacher-forced caption of ``words`` words given one
+    image's grid features (what a training step costs per caption; the encoder's cost, the same for every model on
+    one cache, is left out)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    params = sum(p.numel() for p in module.parameters())
+    trained = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    rows, cols = datamodule.grid
+    features = torch.zeros(1, rows * cols, int(module.feature_dim))
+    vocab = module.vocab
+    caption = torch.full((1, words + 2), len(SPECIALS), dtype=torch.long)  # the first ordinary word, repeated
+    caption[0, 0], caption[0, -1] = vocab.start, vocab.end
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        module.eval().teacher_forced_loss(features, caption)
+    return {"params": params, "trained_params": trained, "mflops_per_caption": counter.get_total_flops() / 1e6,
+            "caption_words": words}  # fmt: skip
+
+
+def test_with_decoding(checkpoint: Path, data_dir: Path, beam: int, penalty: float, out: Path) -> dict[str, Any]:
+    """Decode the test split with beam size ``beam`` and length penalty ``penalty`` (chosen on validation) and write
+    its scores and captions (``test_metrics.json``, ``captions.csv``) into ``out``."""
+    from lit_mc.checkpoints import model_and_data_args
+    from lit_mc.runner import run_lightning_cli
+
+    args = ["test", *model_and_data_args(str(checkpoint)), f"--data.init_args.data_dir={data_dir}",
+            f"--ckpt_path={checkpoint}", f"--model.init_args.test_beam_sizes=[{beam}]",
+            f"--model.init_args.length_penalty={penalty}", "--trainer.logger=false",
+            "--trainer.enable_progress_bar=false"]  # fmt: skip
+    cli = run_lightning_cli(args)
+    files = cli.model.test_report()
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("test_metrics.json", "captions.csv"):
+        atomic_write_text(out / name, files[name])
+    return json.loads(files["test_metrics.json"])
 
 
 def choose_decoding(
@@ -122,20 +196,28 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="run folders (lightning_logs/flickr8k_<model>/version_N)")
     parser.add_argument("--data", default="data/flickr8k")
     parser.add_argument("--out", default="results/flickr8k")
+    parser.add_argument("--name", help="the results folder under --out (one run only; e.g. transformer/seed0); "
+                                       "default: the run's logger name without flickr8k_")  # fmt: skip
+    parser.add_argument("--beam", type=int, default=1, help="the run's test beam size to analyse (default 1)")
     parser.add_argument("--choose-decoding", action="store_true",
-                        help="also score beam sizes 1, 3, 5 x length penalties 0, 0.5, 1 on the validation split "
-                             "(decoding.json: the test split's decoding, chosen on validation)")  # fmt: skip
+                        help="score beam sizes 1, 3, 5 x length penalties 0, 0.5, 1 on the validation split "
+                             "(decoding.json), then decode the test split with the best and analyse that")  # fmt: skip
     opts = parser.parse_args()
+    if opts.name and len(opts.runs) > 1:
+        parser.error("--name names one run's results folder: pass one run with it")
     for run in map(Path, opts.runs):
+        name = opts.name or run.parent.name.removeprefix("flickr8k_")
+        out, beam = Path(opts.out) / name, opts.beam
         if opts.choose_decoding:
-            chosen = choose_decoding(best_checkpoint(run), Path(opts.data))
-            out = Path(opts.out) / run.parent.name.removeprefix("flickr8k_")
+            ckpt = best_checkpoint(run)
+            chosen = choose_decoding(ckpt, Path(opts.data))
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out / "decoding.json", json.dumps(chosen, indent=1))
-            print(f"{run}: decode the test split with {chosen['best']}")
-        name = run.parent.name.removeprefix("flickr8k_")
-        summary = analyse_run(run, Path(opts.data), Path(opts.out) / name)
-        print(f"{name}: mean per-image CIDEr {summary['mean_cider']:.3f}; examples in {Path(opts.out) / name}")
+            beam, penalty = chosen["best"]["beam_size"], chosen["best"]["length_penalty"]
+            print(f"{run}: decoding the test split with beam {beam}, length penalty {penalty} (chosen on validation)")
+            test_with_decoding(ckpt, Path(opts.data), beam, penalty, out)
+        summary = analyse_run(run, Path(opts.data), out, beam=beam, tested_here=opts.choose_decoding)
+        print(f"{name}: mean per-image CIDEr {summary['mean_cider']:.3f} at beam {beam}; results in {out}")
 
 
 if __name__ == "__main__":
