@@ -58,3 +58,25 @@ def test_overfit_sees_the_same_batch_every_epoch(cifar_root: Path) -> None:
     first = next(iter(loader))[1]
     loader.sampler.set_epoch(5)
     assert (next(iter(loader))[1] == first).all()
+
+
+def test_the_captioning_overfit_benchmark_memorises_a_toy_batch(tmp_path: Path) -> None:
+    """benchmarks/overfit_captioning.py on the toy shapes set: its record holds one cross-entropy per step, falling,
+    and each picture's greedy caption beside its references, marked memorised exactly when it is one of them."""
+    import importlib.util
+
+    from lit_mc.captioning.toy import write_toy_set
+
+    spec = importlib.util.spec_from_file_location("overfit_captioning", REPO / "benchmarks" / "overfit_captioning.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    toy = write_toy_set(tmp_path / "toy", train=12, val=2, test=2, size=32)
+    patches = ["--data.encoder.backbone=patches", "--data.encoder.weights=null", "--data.encoder.image_size=32",
+               "--data.encoder.patch_size=8", "--data.min_count=1"]  # fmt: skip
+    record = bench.overfit("show_attend_tell", toy, steps=60, images=3, extra=patches)
+    assert record["steps"] == len(record["curve"]["train_ce"]) == 60 and record["pairs"] == 15
+    assert record["final_ce"] < record["first_ce"] / 4
+    assert len(record["captions"]) == 3
+    for c in record["captions"]:
+        assert len(c["references"]) == 5 and c["memorised"] == (c["caption"] in c["references"])
+    assert record["memorised"] == sum(c["memorised"] for c in record["captions"]) >= 2
