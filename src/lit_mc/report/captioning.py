@@ -189,3 +189,106 @@ def paired_comparison_markdown(models: Sequence[str], against: str, root: Path |
         rows.append(cells)
     header = ["model", "images", f"CIDEr-D - {against} [95% CI]", "p", f"BLEU-4 - {against} [95% CI]", "p"]
     return markdown_table(header, rows)
+
+
+# -- the campaign's layout: results/flickr8k/<name>/ (one run) or results/flickr8k/<name>/seed<k>/ (several) --------
+def caption_result_runs(root: Path | None = None) -> dict[str, list[Path]]:
+    """``name -> result folders`` of every analysed captioning run: ``<name>/`` itself when it holds one run's
+    ``examples.json``, else its ``seed*/`` folders (one per seed), in name order."""
+    root = (root or results_root()) / "flickr8k"
+    found: dict[str, list[Path]] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        seeds = sorted(p for p in folder.glob("seed*") if (p / "examples.json").is_file())
+        runs = [folder] if (folder / "examples.json").is_file() else seeds
+        if runs:
+            found[folder.name] = runs
+    return found
+
+
+def _tested_scores(run: Path) -> tuple[int, dict[str, float]]:
+    """The analysed beam size of a result folder and its test scores at that beam."""
+    beam = int(read_json(run / "examples.json").get("beam", 1))
+    return beam, read_json(run / "test_metrics.json")[f"beam{beam}"]
+
+
+def _mean_sd(values: Sequence[float], scale: float = 100.0) -> str:
+    import statistics
+
+    if len(values) == 1:
+        return f"{scale * values[0]:.1f}"
+    return f"{scale * statistics.mean(values):.1f} ± {scale * statistics.stdev(values):.1f}"
+
+
+def caption_seed_table(root: Path | None = None) -> str:
+    """Test scores (x100) of every analysed run at its analysed decoding: mean ± sample sd over its seeds, with the
+    decoding (chosen on validation where ``decoding.json`` says so), parameters and FLOPs per caption."""
+    rows = []
+    for name, runs in caption_result_runs(root).items():
+        scores = [_tested_scores(run) for run in runs]
+        beams = sorted({beam for beam, _ in scores})
+        chosen = [read_json(run / "decoding.json")["best"] for run in runs if (run / "decoding.json").is_file()]
+        decoding = ", ".join(f"beam {b['beam_size']} / penalty {b['length_penalty']:g}" for b in chosen[:1])
+        decoding = (
+            f"{decoding} (validation)" if chosen else ", ".join("greedy" if b == 1 else f"beam {b}" for b in beams)
+        )
+        size = read_json(runs[0] / "examples.json").get("size") or {}
+        params = f"{size['params'] / 1e6:.2f}M ({size['trained_params'] / 1e6:.2f}M trained)" if size else "-"
+        flops = f"{size['mflops_per_caption']:.1f}" if size else "-"
+        cells = [_mean_sd([s[m] for _, s in scores]) for m in CAPTION_METRICS if all(m in s for _, s in scores)]
+        rows.append([name, len(runs), decoding, *cells, params, flops])
+    header = ["run", "seeds", "decoding", "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr",
+              "parameters", "MFLOPs / caption"]  # fmt: skip
+    return markdown_table(header, rows)
+
+
+def caption_diversity_table(root: Path | None = None) -> str:
+    """How varied the test captions of each run are and how much they copy the training captions (the first seed's
+    analysis), and mean per-image CIDEr-D (x100) by the length of the images' references (short to long thirds)."""
+    rows = []
+    for name, runs in caption_result_runs(root).items():
+        summary = read_json(runs[0] / "examples.json")
+        d, by_length = summary.get("diversity"), summary.get("cider_by_reference_length") or []
+        if d is None:
+            continue
+        lengths = " / ".join(f"{100 * g['mean_cider']:.0f}" for g in by_length) or "-"
+        shares = (d["distinct_share"], d["copied_from_training_share"])
+        rows.append([name, d["captions"], *(f"{100 * x:.1f}" for x in shares), d["vocabulary_used"],
+                     f"{100 * d['repeated_bigram_share']:.1f}", f"{100 * d['unk_word_share']:.2f}",
+                     f"{d['mean_length']:.1f}", lengths])  # fmt: skip
+    header = ["run", "captions", "distinct %", "copied from training %", "words used", "repeat a bigram %",
+              "<unk> %", "mean words", "CIDEr by reference length (short / mid / long)"]  # fmt: skip
+    return markdown_table(header, rows)
+
+
+def overfit_captioning_markdown(bench: Path | None = None, captions: int = 2) -> str:
+    """The overfit-one-batch test of each captioner on real Flickr8k pictures: cross-entropy first and last, how many
+    of the batch's greedy captions are one of their references word for word, and a few of them."""
+    results = read_json((bench or bench_root()) / "overfit_captioning.json")
+    rows, shown = [], []
+    for r in results:
+        rows.append([r["model"], r["pairs"], r["steps"], f"{r['first_ce']:.2f}", f"{r['final_ce']:.3f}",
+                     f"{r['memorised']} of {r['images']}", f"{r['wall_s']:.0f}"])  # fmt: skip
+        for c in r["captions"][:captions]:
+            shown.append([r["model"], c["image"], c["caption"], "yes" if c["memorised"] else "no",
+                          "<br>".join(c["references"])])  # fmt: skip
+    header = ["model", "pairs in the batch", "steps", "first cross-entropy", "last", "captions memorised", "seconds"]
+    table = markdown_table(header, rows)
+    return table + "\n\n" + markdown_table(["model", "image", "greedy caption", "a reference?", "references"], shown)
+
+
+def overfit_captioning_figure(bench: Path | None = None) -> Figure:
+    """The per-step training cross-entropy of each captioner on its one overfit batch (log scale)."""
+    results = read_json((bench or bench_root()) / "overfit_captioning.json")
+    fig = Figure(figsize=(6.5, 3.4))
+    ax = fig.subplots()
+    for i, r in enumerate(results):
+        curve = r["curve"]["train_ce"]
+        ax.plot(range(1, len(curve) + 1), curve, color=f"C{i}", label=r["model"])
+    ax.set_yscale("log")
+    ax.set_xlabel("step (the same batch every step)")
+    ax.set_ylabel("training cross-entropy (nats / word)")
+    ax.set_title(f"Overfitting one Flickr8k batch ({results[0]['pairs']} caption pairs)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig

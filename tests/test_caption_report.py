@@ -1,0 +1,73 @@
+"""The captioning report's tables read the campaign's results layout: one folder per run, or one per seed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lit_mc.report.captioning import (
+    CAPTION_METRICS,
+    caption_diversity_table,
+    caption_result_runs,
+    caption_seed_table,
+    overfit_captioning_figure,
+    overfit_captioning_markdown,
+)
+
+
+def write_run(folder: Path, beam: int, cider: float, diversity: bool = True, decoding: bool = False) -> None:
+    folder.mkdir(parents=True)
+    scores = {m: 0.2 for m in CAPTION_METRICS} | {"cider": cider}
+    (folder / "test_metrics.json").write_text(json.dumps({f"beam{beam}": scores, "beam9": {"cider": 9.0}}))
+    summary = {"beam": beam, "mean_cider": cider}
+    if diversity:
+        summary |= {
+            "diversity": {"captions": 1000, "distinct_share": 0.4, "copied_from_training_share": 0.25,
+                          "vocabulary_used": 310, "repeated_bigram_share": 0.01, "unk_word_share": 0.0005,
+                          "mean_length": 9.25},
+            "cider_by_reference_length": [{"mean_cider": 0.7}, {"mean_cider": 0.5}, {"mean_cider": 0.3}],
+            "size": {"params": 12_500_000, "trained_params": 2_500_000, "mflops_per_caption": 31.25},
+        }  # fmt: skip
+    (folder / "examples.json").write_text(json.dumps(summary))
+    if decoding:
+        (folder / "decoding.json").write_text(json.dumps({"best": {"beam_size": beam, "length_penalty": 0.5}}))
+
+
+def rows_of(table: str) -> dict[str, list[str]]:
+    return {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                               for line in table.splitlines()[2:])}  # fmt: skip
+
+
+def test_seeds_are_summarised_by_mean_and_spread_and_single_runs_as_they_are(tmp_path: Path) -> None:
+    root = tmp_path / "flickr8k"
+    for seed, cider in enumerate((0.60, 0.64, 0.62)):
+        write_run(root / "transformer" / f"seed{seed}", beam=3, cider=cider, decoding=True)
+    write_run(root / "show_and_tell", beam=1, cider=0.49, diversity=False)
+    (root / "notes").mkdir()  # a folder without an analysed run is not a run
+    assert {k: len(v) for k, v in caption_result_runs(tmp_path).items()} == {"show_and_tell": 1, "transformer": 3}
+    rows = rows_of(caption_seed_table(tmp_path))
+    assert rows["transformer"][:2] == ["3", "beam 3 / penalty 0.5 (validation)"]
+    assert rows["transformer"][-3] == "62.0 ± 2.0"  # CIDEr at the analysed beam, not beam 9
+    assert rows["transformer"][-2:] == ["12.50M (2.50M trained)", "31.2"]
+    assert rows["show_and_tell"][:2] == ["1", "greedy"] and rows["show_and_tell"][-3:] == ["49.0", "-", "-"]
+    diversity = rows_of(caption_diversity_table(tmp_path))
+    assert list(diversity) == ["transformer"]  # the run analysed before diversity was stored is left out
+    assert diversity["transformer"] == ["1000", "40.0", "25.0", "310", "1.0", "0.05", "9.2", "70 / 50 / 30"]
+
+
+def test_the_overfit_table_and_figure_read_the_benchmark(tmp_path: Path) -> None:
+    record = {"model": "show_attend_tell", "pairs": 20, "steps": 3, "first_ce": 8.5, "final_ce": 0.25,
+              "memorised": 1, "images": 2, "wall_s": 12.0, "curve": {"train_ce": [8.5, 2.0, 0.25]},
+              "captions": [{"image": "a.jpg", "caption": "a dog runs", "memorised": True,
+                            "references": ["a dog runs", "a brown dog"]},
+                           {"image": "b.jpg", "caption": "a man", "memorised": False,
+                            "references": ["a woman"]}]}  # fmt: skip
+    (tmp_path / "overfit_captioning.json").write_text(json.dumps([record]))
+    table = overfit_captioning_markdown(tmp_path)
+    assert "| show_attend_tell | 20 | 3 | 8.50 | 0.250 | 1 of 2 | 12 |" in table
+    assert "| show_attend_tell | a.jpg | a dog runs | yes | a dog runs<br>a brown dog |" in table
+    fig = overfit_captioning_figure(tmp_path)
+    line = fig.axes[0].lines[0]
+    assert list(line.get_ydata()) == pytest.approx([8.5, 2.0, 0.25]) and fig.axes[0].get_yscale() == "log"
