@@ -161,6 +161,18 @@ def test_empty_captions_are_dropped_and_counted(toy_copy: Path) -> None:
     assert len(dm.train_captions) == 58 * 5 + 3 and (dm.train_captions[:, 1] != dm.vocab.end).all()
 
 
+def test_a_run_on_a_few_training_images_keeps_the_full_vocabulary(toy_copy: Path) -> None:
+    """``train_images`` cuts what trains, not the word map: a short run (an overfit test) decodes as a full one."""
+    spec = EncoderSpec("patches", None, 32, 8)
+    full = Flickr8kDataModule(str(toy_copy), encoder=spec, cache_features=False, min_count=2)
+    few = Flickr8kDataModule(str(toy_copy), encoder=spec, cache_features=False, min_count=2, train_images=2)
+    full.setup("fit")
+    few.setup("fit")
+    assert len(few.splits["train"]) == 2 and len(few.train_captions) == 10
+    assert few.vocab == full.vocab and len(few.vocab) > len({w for n in few.splits["train"] for c in few.words[n]
+                                                             for w in c})  # fmt: skip
+
+
 def test_token_file_with_a_byte_order_mark_keeps_its_first_caption(toy_copy: Path) -> None:
     token = toy_copy / "Flickr8k_text" / "Flickr8k.token.txt"
     token.write_bytes(b"\xef\xbb\xbf" + token.read_bytes())

@@ -39,7 +39,8 @@ class Flickr8kDataModule(L.LightningDataModule):
         batch_size: training pairs per batch.
         eval_batch_size: images per validation/test batch.
         val_images: score only the first ``val_images`` validation images each epoch (``None``: all).
-        train_images: train on the first ``train_images`` training images only (``None``: all).
+        train_images: train on the first ``train_images`` training images only (``None``: all); the vocabulary
+            is still that of all the training captions, so a short run decodes with the full run's word map.
         seed: shuffling seed (the order depends only on (seed, epoch)).
         train_batches: ``pairs`` (one (image, caption) pair per entry, for cross-entropy) or ``images`` (one
             training image per entry with all its references, for self-critical training).
@@ -103,6 +104,7 @@ class Flickr8kDataModule(L.LightningDataModule):
             annotations = self._annotations()
         names = self._all_images(annotations)
         splits = dict(annotations.splits)
+        vocabulary_images = list(splits["train"])  # before train_images cuts the split
         if self.hparams.train_images:
             splits["train"] = splits["train"][: self.hparams.train_images]
         if self.hparams.cache_features:
@@ -128,7 +130,8 @@ class Flickr8kDataModule(L.LightningDataModule):
         self.names = self.cache.names if self.cache is not None else names  # image name of each row
         words = {n: [clean_caption(c) for c in annotations.captions[n]] for n in names}
         self.words = words
-        self.vocab = Vocabulary.build((c for n in splits["train"] for c in words[n]), self.hparams.min_count)
+        captions = (clean_caption(c) for n in vocabulary_images if n not in failed for c in annotations.captions[n])
+        self.vocab = Vocabulary.build(captions, self.hparams.min_count)
         pairs = [(row[n], c) for n in splits["train"] for c in words[n]]
         self.train_rows = torch.tensor([r for r, _ in pairs], dtype=torch.long)
         self.train_captions = self.vocab.encode_batch([c for _, c in pairs], self.hparams.max_length)
