@@ -13,44 +13,34 @@ picture's references word for word (memorised). Results go to ``benchmarks/resul
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
-import tempfile
-import time
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from lit_mc.cli import run_lightning_cli
 from lit_mc.io import atomic_write_text
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from overfit_one_batch import REPO, fit_in_temp_dir  # noqa: E402  (a sibling script)
+
 MODELS = ("show_and_tell", "show_attend_tell", "transformer")
 
 
 def overfit(model: str, data: Path, steps: int, images: int, extra: list[str]) -> dict[str, Any]:
     """One captioner's overfit run: its per-step cross-entropy and its greedy captions of the batch's pictures."""
-    with tempfile.TemporaryDirectory() as tmp:
-        cwd = os.getcwd()
-        os.chdir(tmp)
-        try:
-            start = time.perf_counter()
-            cli = run_lightning_cli(
-                ["fit", "--config", str(REPO / "configs" / "flickr8k" / f"{model}.yaml"), f"--data.data_dir={data}",
-                 "--data.init_args.cache_features=false", f"--data.init_args.train_images={images}",
-                 "--data.init_args.val_images=1", f"--data.init_args.batch_size={5 * images}",
-                 "--trainer.overfit_batches=1", f"--trainer.max_epochs={steps}", "--trainer.limit_val_batches=0",
-                 "--trainer.callbacks=[]", "--test_after_fit=false", "--trainer.enable_checkpointing=false",
-                 "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-                 "--model.init_args.dropout=0.0", *extra]
-            )  # fmt: skip
-            seconds = time.perf_counter() - start
-            with (Path(cli.trainer.log_dir) / "metrics.csv").open() as f:
-                losses = [float(r["train_ce"]) for r in csv.DictReader(f) if r.get("train_ce")]
-        finally:
-            os.chdir(cwd)
+    cli, seconds, rows = fit_in_temp_dir(
+        ["--config", str(REPO / "configs" / "flickr8k" / f"{model}.yaml"), f"--data.data_dir={data}",
+         "--data.init_args.cache_features=false", f"--data.init_args.train_images={images}",
+         "--data.init_args.val_images=1", f"--data.init_args.batch_size={5 * images}",
+         "--trainer.overfit_batches=1", f"--trainer.max_epochs={steps}", "--trainer.limit_val_batches=0",
+         "--trainer.callbacks=[]", "--test_after_fit=false", "--trainer.enable_checkpointing=false",
+         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+         "--model.init_args.dropout=0.0", *extra]
+    )  # fmt: skip
+    losses = [float(r["train_ce"]) for r in rows if r.get("train_ce")]
     module, dm = cli.model.eval(), cli.datamodule
     rows = sorted(set(dm.train_rows[: 5 * images].tolist()))
     batch = dm.on_before_batch_transfer((torch.tensor(rows), torch.zeros(len(rows), 1, 1, dtype=torch.long)), 0)

@@ -10,12 +10,14 @@ the per-step training loss from the run's ``metrics.csv``; the loss and accuracy
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from lit_mc.cli import run_lightning_cli
 from lit_mc.io import atomic_write_text
@@ -30,24 +32,26 @@ STOP_WHEN_MEMORISED = json.dumps(
 CONFIGS = ("baseline", "batchnorm", "efficientnet_lite0_finetune", "efficientnet_lite0_frozen")
 
 
+def fit_in_temp_dir(args: list[str]) -> tuple[Any, float, list[dict[str, str]]]:
+    """``lit-mc fit`` with ``args`` in a throwaway folder: the CLI (its model and data stay usable), the wall seconds,
+    and the rows of the run's ``metrics.csv``."""
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
+        start = time.perf_counter()
+        cli = run_lightning_cli(["fit", *args])
+        seconds = time.perf_counter() - start
+        with (Path(cli.trainer.log_dir) / "metrics.csv").open() as f:
+            return cli, seconds, list(csv.DictReader(f))
+
+
 def overfit(config: str, data: Path, steps: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        cwd = os.getcwd()
-        os.chdir(tmp)
-        try:
-            start = time.perf_counter()
-            cli = run_lightning_cli(
-                ["fit", "--config", str(REPO / "configs" / "cifar10" / f"{config}.yaml"), f"--data.data_dir={data}",
-                 "--trainer.overfit_batches=1", f"--trainer.max_epochs={steps}", "--trainer.limit_val_batches=0",
-                 "--test_after_fit=false", "--trainer.enable_checkpointing=false",
-                 f"--trainer.callbacks={STOP_WHEN_MEMORISED}", "--trainer.enable_progress_bar=false",
-                 "--trainer.enable_model_summary=false"]
-            )  # fmt: skip
-            seconds = time.perf_counter() - start
-            with (Path(cli.trainer.log_dir) / "metrics.csv").open() as f:
-                rows = [r for r in csv.DictReader(f) if r.get("train_loss")]
-        finally:
-            os.chdir(cwd)
+    _, seconds, rows = fit_in_temp_dir(
+        ["--config", str(REPO / "configs" / "cifar10" / f"{config}.yaml"), f"--data.data_dir={data}",
+         "--trainer.overfit_batches=1", f"--trainer.max_epochs={steps}", "--trainer.limit_val_batches=0",
+         "--test_after_fit=false", "--trainer.enable_checkpointing=false",
+         f"--trainer.callbacks={STOP_WHEN_MEMORISED}", "--trainer.enable_progress_bar=false",
+         "--trainer.enable_model_summary=false"]
+    )  # fmt: skip
+    rows = [r for r in rows if r.get("train_loss")]
     losses = [float(r["train_loss"]) for r in rows]
     accs = [float(r["train_acc"]) for r in rows]
     below = next((i + 1 for i, loss in enumerate(losses) if loss < 0.05), None)
