@@ -251,6 +251,39 @@ def test_curve_statistics_read_the_best_epoch_the_gap_and_the_loss_minimum() -> 
     assert table.splitlines()[-1] == "| x | 2.5 of 3.0 | 80.0 | 65.0 | +15.0 | 1.5 |"
 
 
+def test_an_inconclusive_claim_is_read_link_by_link(tmp_path: Path) -> None:
+    """A two-link claim with one link below the detectable effect was read as "reaches the detectable size"."""
+    from lit_mc.report import Facts, claims_reflection
+
+    def link(label: str, diff: float, mde: float) -> dict:
+        return {"label": label, "against": "base", "mean_difference": diff, "df": 4, "ci_low": diff - 0.03,
+                "ci_high": diff + 0.03, "mde": mde}  # fmt: skip
+
+    def study(*links: dict) -> dict:
+        return {"claims": [{"claim": "c", "verdict": "inconclusive", "direction": "greater", "links": list(links),
+                            "p_holm": 0.2, "family_size": 2}]}  # fmt: skip
+
+    (tmp_path / "studies" / "s").mkdir(parents=True)
+    readings = {}
+    for case, links in {"mixed": (link("a", 0.01, 0.03), link("b", 0.04, 0.03)),
+                        "small": (link("a", 0.01, 0.03), link("b", 0.02, 0.03)),
+                        "large": (link("a", 0.04, 0.03),)}.items():  # fmt: skip
+        (tmp_path / "studies" / "s" / "study.json").write_text(json.dumps(study(*links)))
+        readings[case] = claims_reflection(Facts(tmp_path), "s")
+    assert "a stays below the detectable effect while the other links reach it" in readings["mixed"]
+    assert "null result of low power" in readings["small"] and "stays below" not in readings["small"]
+    assert "reaches the detectable size" in readings["large"]
+
+
+def test_differences_of_single_runs_and_the_best_of_many_have_their_own_errors() -> None:
+    from lit_mc.report.facts import RULES
+
+    assert abs(RULES["of_a_difference"](0.012) - 0.012 * 2**0.5) < 1e-12
+    assert RULES["expected_max_excess"](1, 0.01) == pytest.approx(0.0, abs=1e-9)
+    assert RULES["expected_max_excess"](2, 1.0) == pytest.approx(1 / 3.141592653589793**0.5, rel=1e-6)
+    assert RULES["expected_max_excess"](20, 1.0) == pytest.approx(1.8675, abs=1e-3)  # tabulated, e.g. Tippett 1925
+
+
 def test_budget_transfer_table_reads_both_budgets(tmp_path: Path) -> None:
     from lit_mc.report import budget_transfer_markdown
 

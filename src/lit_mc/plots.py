@@ -98,11 +98,17 @@ def metric_bars_figure(report: dict) -> Figure:
     ax = fig.subplots()
     for i, row in enumerate(rows):
         s = row["summary"]
-        ax.errorbar(i, s["mean"], yerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]], fmt="o", capsize=4)
-        ax.plot([i] * len(row["values"]), row["values"], ".", color="grey", alpha=0.6)
+        if s["n"] > 1:
+            ax.errorbar(i, s["mean"], yerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]], fmt="o",
+                        capsize=4, color="C0")  # fmt: skip
+            ax.plot([i] * len(row["values"]), row["values"], ".", color="grey", alpha=0.6)
+        else:  # one run: a point, no interval to draw
+            ax.plot(i, s["mean"], "s", color="C1")
     labels = [row["label"] if len(row["label"]) <= 28 else row["label"][:26] + "…" for row in rows]
     ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(f"{report['metric']} (mean, 95% CI)")
+    several = any(row["summary"]["n"] > 1 for row in rows)
+    ax.set_ylabel(f"{report['metric']}" + ("\n(mean; 95% t-interval over folds,\nuncorrected; grey: folds)"
+                                         if several else " (one run each)"), fontsize=8)  # fmt: skip
     ax.set_title(report["name"], fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

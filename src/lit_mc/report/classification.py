@@ -45,8 +45,9 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
-def study_markdown(report: dict[str, Any]) -> str:
-    """Hypothesis, reference, budget, the metric per setting with its error, and the verdict."""
+def study_markdown(report: dict[str, Any], verdicts: bool = True) -> str:
+    """Hypothesis, reference, budget, the metric per setting with its error, and the verdicts (left out with
+    ``verdicts=False``: results of an earlier budget that could not carry them)."""
     rows = []
     for row in report["rows"]:
         s = row["summary"]
@@ -56,8 +57,14 @@ def study_markdown(report: dict[str, Any]) -> str:
         mean = f"{_pct(s['mean'])} ± {_pct(s['std'])}" if s["n"] > 1 else _pct(s["mean"])
         rows.append([row["label"], mean, ci, params, flops, f"{row['wall_s'] / 60:.1f}"])
     table = markdown_table(
-        ["setting", f"{report['metric']} % (mean ± std)", "95% CI", "params", "MFLOPs/image", "minutes"], rows
-    )
+        ["setting", f"{report['metric']} % (mean ± std)", "95% t-interval (uncorrected)", "params", "MFLOPs/image",
+         "minutes"], rows,
+    )  # fmt: skip
+    if any(row["summary"]["n"] > 1 for row in report["rows"]):
+        table += (
+            "\n\nThe t-interval of a setting treats its folds as independent; they share training images, "
+            "so it is too narrow. The verdicts below use the corrected interval of each difference."
+        )
     budget = " ".join(b for b in report["budget"] if "progress_bar" not in b)
     parts = [
         f"**Hypothesis.** {report['hypothesis']}",
@@ -65,6 +72,8 @@ def study_markdown(report: dict[str, Any]) -> str:
         f"**Experiment.** {len(report['rows'])} settings x {report['folds']} folds, budget `{budget}`.",
         table,
     ]
+    if not verdicts:
+        return "\n\n".join(parts)
     if "claims" not in report:  # a report from before claims: its one verdict line
         return "\n\n".join([*parts, f"**Verdict:** {report['verdict']}"])
     parts += ["**Verdicts, claim by claim** (corrected resampled t-test over the folds, Holm-adjusted):",
@@ -107,7 +116,7 @@ def claims_reflection(facts: Facts, name: str) -> str:
                 if math.isfinite(link["mde"]):
                     mde = get("mde", fmt="abs_points")
                     text += f"; detectable at this budget: {mde}"
-                    small.append(abs(diff.value) < mde.value)
+                    small.append((link["label"], abs(diff.value) < mde.value))
                 text += ")"
             parts.append(text)
         verdict = claim["verdict"]
@@ -118,11 +127,23 @@ def claims_reflection(facts: Facts, name: str) -> str:
                        "the interval here reaches past that, so the data show neither the equivalence nor a "
                        "difference")  # fmt: skip
         elif verdict == "inconclusive":
-            reading = ("the difference is smaller than the effect this budget detects with 80% power, so this is "
-                       "a null result of low power: it neither confirms nor refutes the reference"
-                       if small and all(small) else
-                       "the difference reaches the detectable size, but after the correction for overlapping "
-                       "training sets and for the number of claims it is not beyond chance")  # fmt: skip
+            below = [label for label, is_small in small if is_small]
+            if small and len(below) == len(small):
+                reading = (
+                    "the difference is smaller than the effect this budget detects with 80% power, so this "
+                    "is a null result of low power: it neither confirms nor refutes the reference"
+                )
+            elif below:
+                reading = (
+                    f"{', '.join(below)} stays below the detectable effect while the other links reach it, "
+                    "so the claim as a whole is not shown: for the small links a null result of low power, "
+                    "for the others not beyond chance after the correction"
+                )
+            else:
+                reading = (
+                    "the difference reaches the detectable size, but after the correction for overlapping "
+                    "training sets and for the number of claims it is not beyond chance"
+                )
         sentence = f"- *{claim['claim']}*: **{verdict}**. {'; '.join(parts)}"
         if math.isfinite(claim["p_holm"]):
             p = facts.get(file, "claims", i, "p_holm", fmt="p")

@@ -22,10 +22,12 @@ FORMATS: dict[str, Callable[[float], str]] = {
     "pct": lambda v: f"{100 * v:.1f}%",  # an accuracy: 0.7551 -> 75.5%
     "points": lambda v: f"{100 * v:+.1f} points",  # a difference of accuracies: 0.021 -> +2.1 points
     "abs_points": lambda v: f"{100 * abs(v):.1f} points",
+    "abs_points2": lambda v: f"{100 * abs(v):.2f} points",  # a small spread: 0.00164 -> 0.16 points
     "score": lambda v: f"{100 * v:.1f}",  # a caption metric on the x100 scale of the tables: 0.5461 -> 54.6
     "score_diff": lambda v: f"{100 * v:+.1f}",
     "int": lambda v: f"{int(v):,}",
     "decimal": lambda v: f"{v:.1f}",  # a mean of counts: 22.67 epochs -> 22.7
+    "loss": lambda v: f"{v:.3f}",  # a cross-entropy in nats: 0.77912 -> 0.779
     "lr": lambda v: f"{v:g}",
     "p": lambda v: f"{v:.3f}" if v >= 0.001 else "< 0.001",
     "x": lambda v: f"{v:.2f}x",
@@ -38,8 +40,28 @@ RULES: dict[str, Callable[..., float]] = {
     "min": lambda *v: min(v),
     "mean": lambda *v: sum(v) / len(v),
     "sign_test_floor": lambda n: 2 * 0.5**n,  # the smallest two-sided sign-test p over n paired differences
+    "binomial_se": lambda p, n: (p * (1 - p) / n) ** 0.5,  # the standard error of an accuracy on n images
     "twice_binomial_se": lambda p, n: 2 * (p * (1 - p) / n) ** 0.5,  # the sampling error of an accuracy on n images
+    "of_a_difference": lambda e: e * 2**0.5,  # the error of a difference of two independent runs of error e each
+    "expected_max_excess": lambda n, sd: sd * _expected_max_of_normals(int(n)),  # the best of n runs' luck
+    "std_ci_low": lambda s, n: s * ((n - 1) / _chi2(0.975, n - 1)) ** 0.5,  # 95% CI of a normal sample's std
+    "std_ci_high": lambda s, n: s * ((n - 1) / _chi2(0.025, n - 1)) ** 0.5,
 }
+
+
+def _chi2(q: float, df: float) -> float:
+    from scipy import stats
+
+    return float(stats.chi2.ppf(q, df))
+
+
+def _expected_max_of_normals(n: int) -> float:
+    """E[max of n independent standard normals]: how far the best of n equal settings lands above their mean."""
+    from scipy import integrate, stats
+
+    density = lambda x: x * n * stats.norm.pdf(x) * stats.norm.cdf(x) ** (n - 1)  # noqa: E731
+    return integrate.quad(density, -10, 10)[0]
+
 
 REDUCERS: dict[str, Callable[[list[float]], float]] = {  # over a list, e.g. a curve's values epoch by epoch
     "max": max,
