@@ -671,13 +671,14 @@ def test_box_coverage_and_attention_in_box() -> None:
 
 
 def test_killed_captioner_resumes_to_the_same_weights(toy_root: Path, tmp_path: Path) -> None:
-    """SIGKILL a ShowAttendTell run in epoch 2's validation; ``--ckpt_path last`` ends with the uninterrupted run's
-    weights, the same checkpoint files and the same best checkpoint on record (the one a test would use)."""
+    """SIGKILL a ShowAttendTell run in its second (last) epoch's validation; ``--ckpt_path last`` ends with the
+    uninterrupted run's weights, the same checkpoint files and the same best checkpoint on record (the one a test
+    would use). Two epochs: the kill lands after one epoch's checkpoints, the resume re-runs the epoch it lost."""
     newest = json.dumps([{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                           "init_args": {"monitor": "step", "mode": "max", "filename": "newest-{step}"}}])  # fmt: skip
 
     def fit(cwd: Path, *extra: str) -> subprocess.CompletedProcess:
-        args = [sys.executable, "-m", "lit_mc.cli", *toy_args(toy_root, "show_attend_tell", "--trainer.max_epochs=3",
+        args = [sys.executable, "-m", "lit_mc.cli", *toy_args(toy_root, "show_attend_tell", "--trainer.max_epochs=2",
                 "--trainer.deterministic=true", f"--trainer.callbacks+={newest}", *extra)]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")])}
         return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
@@ -685,13 +686,13 @@ def test_killed_captioner_resumes_to_the_same_weights(toy_root: Path, tmp_path: 
     (tmp_path / "straight").mkdir()
     (tmp_path / "killed").mkdir()
     assert fit(tmp_path / "straight").returncode == 0
-    killer = json.dumps([{"class_path": "killers.KillAt", "init_args": {"point": "validation", "epoch": 2}}])
+    killer = json.dumps([{"class_path": "killers.KillAt", "init_args": {"point": "validation", "epoch": 1}}])
     assert fit(tmp_path / "killed", f"--trainer.callbacks+={killer}").returncode == -9
     resumed = fit(tmp_path / "killed", "--ckpt_path=last")
     assert resumed.returncode == 0 and "resuming" in resumed.stdout, resumed.stderr[-2000:]
     runs = [tmp_path / d / "lightning_logs" / "version_0" / "checkpoints" for d in ("straight", "killed")]
     final = [torch.load(run / "last.ckpt", weights_only=True) for run in runs]
-    assert final[0]["epoch"] == final[1]["epoch"] == 2
+    assert final[0]["epoch"] == final[1]["epoch"] == 1
     for key, value in final[0]["state_dict"].items():
         assert torch.equal(value, final[1]["state_dict"][key]), key
     assert sorted(p.name for p in runs[0].iterdir()) == sorted(p.name for p in runs[1].iterdir())
