@@ -109,7 +109,8 @@ baseline = RESULTS / "cifar10" / "baseline"
 show_fig(report.run_curves_figure(baseline / "metrics.csv", "baseline.yaml: curves of the run on the training split"))
 baseline_test = report.read_json(baseline / "test_metrics.json")
 show(report.test_report_markdown(baseline_test))
-show_fig(report.confusion_figure(baseline_test))
+show_fig(report.confusion_figure(baseline_test, "baseline.yaml: test confusion (row-normalised: share of each true "
+                                               "class)"))
 show("**The baseline's most frequent confusions** (test images of the true class given the wrong label):\n\n"
      + report.confusion_pairs_markdown(baseline_test))
 
@@ -553,7 +554,7 @@ if (best / "test_metrics.json").is_file():
     show_fig(report.run_curves_figure(best / "metrics.csv", "first round's best model (best.yaml)"))
     metrics = report.read_json(best / "test_metrics.json")
     show(report.test_report_markdown(metrics))
-    show_fig(report.confusion_figure(metrics))
+    show_fig(report.confusion_figure(metrics, "first round's best model: test confusion (row-normalised)"))
     show(report.confusion_pairs_markdown(metrics))
 else:
     print("no best-model results in", best)

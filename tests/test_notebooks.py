@@ -275,6 +275,23 @@ def test_an_inconclusive_claim_is_read_link_by_link(tmp_path: Path) -> None:
     assert "reaches the detectable size" in readings["large"]
 
 
+def test_a_setting_that_never_learned_is_flagged_and_earlier_verdicts_can_be_hidden() -> None:
+    """A weight-init setting sat at 10% in every fold, finite loss, no divergence flag: the table now says so."""
+    from lit_mc.report import study_markdown
+
+    def row(label: str, values: list[float]) -> dict:
+        mean = sum(values) / len(values)
+        summary = {"n": len(values), "mean": mean, "std": 0.01, "ci_low": mean - 0.02, "ci_high": mean + 0.02}
+        return {"label": label, "values": values, "summary": summary, "wall_s": 60}
+
+    rep = {"hypothesis": "h", "reference": "r", "folds": 3, "budget": [], "metric": "val_acc",
+           "rows": [row("init=default", [0.5, 0.52, 0.49]), row("init=normal", [0.10, 0.5, 0.099])],
+           "claims": [{"claim": "c", "verdict_text": "supported (p 0.01)"}]}  # fmt: skip
+    text = study_markdown(rep)
+    assert "| init=normal (at chance in 2 of 3 runs) |" in text and "init=default (" not in text
+    assert "supported (p 0.01)" in text and "supported" not in study_markdown(rep, verdicts=False)
+
+
 def test_differences_of_single_runs_and_the_best_of_many_have_their_own_errors() -> None:
     from lit_mc.report.facts import RULES
 

@@ -348,3 +348,16 @@ def test_study_cells_logged_to_wandb_grouped_by_setting(cifar_root: Path, tmp_pa
     assert missing_cells(Study.load(path), store, runs_dir=tmp_path / "runs") == []  # the same keys without W&B
     assert len({run.parent.parent for run in runs}) == 4  # each in its own run folder: the cell's, beside metrics.csv
     assert all((run.parent.parent / "metrics.csv").is_file() for run in runs)
+
+
+def test_mean_curve_goes_on_past_the_fold_that_stopped_first() -> None:
+    """The mean curve used to end at the shortest fold, hiding how the longer folds went on."""
+    from lit_mc.plots import _mean_curve, learning_curves_figure
+
+    short = {"curves": [{"epoch": 0, "val_acc": 0.2}, {"epoch": 1, "val_acc": 0.4}]}
+    long = {"curves": [{"epoch": 0, "val_acc": 0.4}, {"epoch": 1, "val_acc": 0.6}, {"epoch": 2, "val_acc": 0.7}]}
+    epochs, means, counts = _mean_curve([short, long], "val_acc")
+    assert epochs == [0, 1, 2] and counts == [2, 2, 1] and means == pytest.approx([0.3, 0.5, 0.7])
+    rows = [{"label": f"s{i}", "cells": ["a", "b"]} for i in range(9)]  # past SMALL_MULTIPLES: one panel each
+    fig = learning_curves_figure(rows, {"a": short, "b": long}, "t")
+    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == [f"s{i}" for i in range(9)]

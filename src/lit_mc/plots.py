@@ -8,7 +8,7 @@ import torch
 from matplotlib.figure import Figure
 
 
-def confusion_matrix_figure(confusion: torch.Tensor, class_names: Sequence[str]) -> Figure:
+def confusion_matrix_figure(confusion: torch.Tensor, class_names: Sequence[str], title: str | None = None) -> Figure:
     """Row-normalised confusion matrix (rows: true class, columns: predicted), with the counts' shares printed."""
     counts = confusion.float()
     shares = counts / counts.sum(dim=1, keepdim=True).clamp_min(1)
@@ -27,15 +27,20 @@ def confusion_matrix_figure(confusion: torch.Tensor, class_names: Sequence[str])
                 j, i, f"{value:.2f}", ha="center", va="center", fontsize=6, color="white" if value > 0.5 else "black"
             )
     fig.colorbar(image, ax=ax, fraction=0.046)
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
 
 
-def _mean_curve(cells: list[dict], key: str) -> tuple[list[int], list[float]]:
-    """Epoch-wise mean of ``key`` over the folds' curves (epochs that every fold logged)."""
-    per_fold = [{row["epoch"]: row[key] for row in cell["curves"] if key in row} for cell in cells]
-    epochs = sorted(set.intersection(*(set(c) for c in per_fold))) if per_fold else []
-    return epochs, [sum(c[e] for c in per_fold) / len(per_fold) for e in epochs]
+def _mean_curve(cells: list[dict], key: str) -> tuple[list[int], list[float], list[int]]:
+    """Epoch-wise mean of ``key`` over the folds that logged that epoch, and how many did: the curve goes on past
+    the fold that stopped first, instead of being cut there."""
+    per_fold = [{row["epoch"]: row[key] for row in cell["curves"] if row.get(key) is not None} for cell in cells]
+    epochs = sorted(set().union(*per_fold)) if per_fold else []
+    counts = [sum(e in c for c in per_fold) for e in epochs]
+    means = [sum(c[e] for c in per_fold if e in c) / n for e, n in zip(epochs, counts, strict=True)]
+    return epochs, means, counts
 
 
 def curve_colours(n: int) -> list:
@@ -47,9 +52,29 @@ def curve_colours(n: int) -> list:
     return [matplotlib.colormaps["turbo"](i / max(1, n - 1)) for i in range(n)]
 
 
-def learning_curves_figure(rows: list[dict], cells: dict[str, dict]) -> Figure:
-    """Loss and accuracy per epoch for every setting (mean over folds): validation solid, training dashed; a
-    diverged setting ends in a cross at its last logged epoch. The legend sits outside the axes."""
+SMALL_MULTIPLES = 8  # more settings than this get one small panel each instead of one crowded pair of axes
+
+
+def _plot_mean_curve(ax, cells: list[dict], key: str, style: str, colour, label: str | None) -> None:
+    """The mean curve: full strength while every fold still runs, faded where only some do."""
+    epochs, values, counts = _mean_curve(cells, key)
+    if not epochs:
+        return
+    full = [i for i, n in enumerate(counts) if n == len(cells)]
+    last_full = full[-1] if full else -1
+    x = [e + 1 for e in epochs]
+    ax.plot(x[: last_full + 1], values[: last_full + 1], style, color=colour, label=label)
+    if last_full < len(x) - 1:  # some folds stopped early: the rest of the mean, over the folds still running
+        start = max(last_full, 0)
+        ax.plot(x[start:], values[start:], style, color=colour, alpha=0.35, label=None if full else label)
+
+
+def learning_curves_figure(rows: list[dict], cells: dict[str, dict], title: str | None = None) -> Figure:
+    """Loss and accuracy per epoch for every setting (mean over folds; faded where some folds had already stopped):
+    validation solid, training dashed; a diverged setting ends in a cross at its last logged epoch. The legend sits
+    outside the axes. Past ``SMALL_MULTIPLES`` settings, one accuracy panel per setting on shared axes."""
+    if len(rows) > SMALL_MULTIPLES:
+        return _small_multiples(rows, cells, title)
     fig = Figure(figsize=(12, 4.2))
     axes = fig.subplots(1, 2)
     for row, colour in zip(rows, curve_colours(len(rows)), strict=True):
@@ -57,17 +82,43 @@ def learning_curves_figure(rows: list[dict], cells: dict[str, dict]) -> Figure:
         diverged = bool(row.get("diverged"))
         for ax, metric in zip(axes, ("loss", "acc"), strict=True):
             for split, style in (("val", "-"), ("train", "--")):
-                epochs, values = _mean_curve(mine, f"{split}_{metric}")
                 label = row["label"] + (" (diverged)" if diverged else "") if split == "val" else None
-                ax.plot([e + 1 for e in epochs], values, style, color=colour, label=label)
+                _plot_mean_curve(ax, mine, f"{split}_{metric}", style, colour, label)
+                epochs, values, _ = _mean_curve(mine, f"{split}_{metric}")
                 if diverged and split == "val" and epochs:
                     ax.plot(epochs[-1] + 1, values[-1], "x", color=colour, markersize=9)
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, title="val (solid), train (dashed)", title_fontsize=7, loc="upper left",
-                   bbox_to_anchor=(1.02, 1.0), borderaxespad=0)  # fmt: skip
+    faded = "\nfaded: some folds stopped" if any(len(row["cells"]) > 1 for row in rows) else ""
+    axes[1].legend(fontsize=7, title="val (solid), train (dashed)" + faded, title_fontsize=7,
+                   loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)  # fmt: skip
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _small_multiples(rows: list[dict], cells: dict[str, dict], title: str | None) -> Figure:
+    """One panel per setting: training (dashed) and validation (solid) accuracy, shared axes."""
+    columns = min(5, len(rows))
+    lines = -(-len(rows) // columns)
+    fig = Figure(figsize=(2.6 * columns, 2.0 * lines + 0.6))
+    axes = fig.subplots(lines, columns, sharex=True, sharey=True, squeeze=False).ravel()
+    for ax, row in zip(axes, rows, strict=False):
+        mine = [cells[key] for key in row["cells"]]
+        for split, style in (("val", "-"), ("train", "--")):
+            _plot_mean_curve(ax, mine, f"{split}_acc", style, "C0" if split == "val" else "C1", split)
+        ax.set_title(row["label"] + (" (diverged)" if row.get("diverged") else ""), fontsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(rows) :]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=6, loc="lower right")
+    fig.supxlabel("epoch", fontsize=8)
+    fig.supylabel("accuracy (val solid, train dashed)", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -79,10 +130,10 @@ def overfit_figure(results: list[dict]) -> Figure:
     for result, colour in zip(results, curve_colours(len(results)), strict=True):
         curve = result["curve"]
         steps = range(1, len(curve["train_loss"]) + 1)
-        axes[0].semilogy(steps, curve["train_loss"], color=colour, label=result["config"])
-        axes[1].plot(steps, curve["train_acc"], color=colour, label=result["config"])
+        axes[0].loglog(steps, curve["train_loss"], color=colour, label=result["config"])
+        axes[1].semilogx(steps, curve["train_acc"], color=colour, label=result["config"])
     for ax, metric in zip(axes, ("training loss on the batch (log)", "training accuracy on the batch"), strict=True):
-        ax.set_xlabel("step (the same batch each step)")
+        ax.set_xlabel("step, log scale (the same batch each step)")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
@@ -144,8 +195,9 @@ def heatmap_figure(report: dict) -> Figure | None:
         for j in range(len(xs)):
             if not torch.isnan(grid[i, j]):  # dark text on the light (high) end of viridis, white on the dark end
                 light = (grid[i, j].item() - low) / ((high - low) or 1) > 0.6
-                ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=8,
+                ax.text(j, i, f"{100 * grid[i, j]:.1f}", ha="center", va="center", fontsize=8,
                         color="black" if light else "white")  # fmt: skip
-    fig.colorbar(image, ax=ax, label=report["metric"])
+    fig.colorbar(image, ax=ax, label=f"{report['metric']} (fraction; cells print %)")
+    ax.set_title(f"{report.get('name', '')}: mean {report['metric']} per cell", fontsize=10)
     fig.tight_layout()
     return fig

@@ -45,6 +45,9 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
+CHANCE_BAND = 0.15  # a CIFAR-10 accuracy below this (chance is 0.10) is a run that never learned
+
+
 def study_markdown(report: dict[str, Any], verdicts: bool = True) -> str:
     """Hypothesis, reference, budget, the metric per setting with its error, and the verdicts (left out with
     ``verdicts=False``: results of an earlier budget that could not carry them)."""
@@ -55,7 +58,10 @@ def study_markdown(report: dict[str, Any], verdicts: bool = True) -> str:
         params = f"{row['params'] / 1e3:.0f}k" if row.get("params") else "-"
         ci = f"[{_pct(s['ci_low'])}, {_pct(s['ci_high'])}]" if s["n"] > 1 else "one run"
         mean = f"{_pct(s['mean'])} ± {_pct(s['std'])}" if s["n"] > 1 else _pct(s["mean"])
-        rows.append([row["label"], mean, ci, params, flops, f"{row['wall_s'] / 60:.1f}"])
+        label = row["label"] + (" (diverged)" if row.get("diverged") else "")
+        if report["metric"] == "val_acc" and (stuck := sum(v < CHANCE_BAND for v in row["values"])):
+            label += f" (at chance in {stuck} of {len(row['values'])} runs)"
+        rows.append([label, mean, ci, params, flops, f"{row['wall_s'] / 60:.1f}"])
     table = markdown_table(
         ["setting", f"{report['metric']} % (mean ± std)", "95% t-interval (uncorrected)", "params", "MFLOPs/image",
          "minutes"], rows,
@@ -63,8 +69,9 @@ def study_markdown(report: dict[str, Any], verdicts: bool = True) -> str:
     if any(row["summary"]["n"] > 1 for row in report["rows"]):
         table += (
             "\n\nThe t-interval of a setting treats its folds as independent; they share training images, "
-            "so it is too narrow. The verdicts below use the corrected interval of each difference."
-        )
+            "so it is too narrow" + (": the verdicts below use the corrected interval of each difference." if verdicts
+                                     else ".")
+        )  # fmt: skip
     budget = " ".join(b for b in report["budget"] if "progress_bar" not in b)
     parts = [
         f"**Hypothesis.** {report['hypothesis']}",
@@ -255,7 +262,12 @@ def study_figures(report: dict[str, Any], cells: dict[str, dict]) -> dict[str, F
     from lit_mc.plots import heatmap_figure, learning_curves_figure, metric_bars_figure
 
     figures = {
-        "learning_curves.png": learning_curves_figure(report["rows"], cells),
+        "learning_curves.png": learning_curves_figure(
+            report["rows"],
+            cells,
+            f"{report['name']}: learning curves, "
+            + (f"mean over {report['folds']} folds" if report["folds"] > 1 else "one run per setting"),
+        ),
         "metric.png": metric_bars_figure(report),
         "heatmap.png": heatmap_figure(report),
     }
@@ -293,7 +305,8 @@ def run_curves_figure(metrics_csv: Path, label: str) -> Figure:
     from lit_mc.plots import learning_curves_figure
     from lit_mc.studies.cv import read_curves
 
-    return learning_curves_figure([{"label": label, "cells": ["run"]}], {"run": {"curves": read_curves(metrics_csv)}})
+    curves = {"run": {"curves": read_curves(metrics_csv)}}
+    return learning_curves_figure([{"label": label, "cells": ["run"]}], curves, label)
 
 
 def test_report_markdown(test_metrics: dict[str, Any]) -> str:
@@ -305,12 +318,12 @@ def test_report_markdown(test_metrics: dict[str, Any]) -> str:
     return head + "\n\n" + markdown_table(["class", "test accuracy %"], per_class)
 
 
-def confusion_figure(test_metrics: dict[str, Any]) -> Figure:
+def confusion_figure(test_metrics: dict[str, Any], title: str | None = None) -> Figure:
     import torch
 
     from lit_mc.plots import confusion_matrix_figure
 
-    return confusion_matrix_figure(torch.tensor(test_metrics["confusion"]), test_metrics["class_names"])
+    return confusion_matrix_figure(torch.tensor(test_metrics["confusion"]), test_metrics["class_names"], title)
 
 
 def cv_markdown(summary: dict[str, Any]) -> str:
