@@ -2,10 +2,12 @@
 
 Trains ShowAttendTell and the TransformerCaptioner (the shipped Flickr8k configs, pointed at the toy set and the
 parameter-free 8x8-patch encoder) and, on the toy test split, reports the share of attention mass inside the box of
-each object a greedy caption names ("<colour> <shape>"), against the box's share of the image (what uniform
-attention would score). Writes ``benchmarks/results/toy_attention.json`` and two overlay PNGs per model.
+each object a greedy caption names ("<colour> <shape>"), word by word (the colour word, the shape word), against the
+box's share of the image (what uniform attention would score); the attention's normalised entropy by word class
+(colour, shape, other); and for the transformer both per decoder layer and head. Writes
+``benchmarks/results/toy_attention.json`` and two overlay PNGs per model.
 
-    python benchmarks/toy_attention.py [--epochs 15] [--train 1000]
+    python benchmarks/toy_attention.py [--epochs 15] [--train 1000] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pathlib import Path
 import torch
 
 from lit_mc.captioning.attention import attention_figure
-from lit_mc.captioning.toy import attention_in_box, write_toy_set
+from lit_mc.captioning.attention_reading import entropy_by_head, entropy_by_word_class, greedy_attention
+from lit_mc.captioning.toy import COLOURS, SHAPES, attention_in_box_by_word, write_toy_set
 from lit_mc.cli import run_lightning_cli
 from lit_mc.io import atomic_save_figure, atomic_write_text
 
@@ -40,39 +43,58 @@ def train(model: str, root: Path, epochs: int, workdir: Path):
     return run_lightning_cli(args)
 
 
+def toy_word_class(word: str) -> str:
+    return "colour" if word in COLOURS else "shape" if word in SHAPES else "other"
+
+
 def measure(cli, root: Path) -> dict:
     boxes = json.loads((root / "boxes.json").read_text())
     dm, module = cli.datamodule, cli.model.eval()
-    inside, chance, named, exact = [], [], 0, 0
-    examples = []
-    for rows, captions in dm.test_dataloader():
-        batch = dm.on_before_batch_transfer((rows, captions), 0)
-        decoded = module.generate(batch["features"], beam_size=1)
+    found, heads_found, exact, examples = [], [], 0, []
+    captions, attentions, head_maps = [], [], []
+    for rows, references in dm.test_dataloader():
+        batch = dm.on_before_batch_transfer((rows, references), 0)
+        words, attention, heads = greedy_attention(module, batch["features"])
         for i, row in enumerate(rows.tolist()):
-            name = dm.names[row]
-            words = module.vocab.decode(decoded.tokens[i].tolist()).split()
-            found = attention_in_box(words, decoded.attention[i], boxes[name], dm.grid, 64)
-            exact += " ".join(words) in batch["references"][i]
-            named += len(found)
-            inside += [mass for mass, _ in found]
-            chance += [share for _, share in found]
+            objects = boxes[dm.names[row]]
+            exact += " ".join(words[i]) in batch["references"][i]
+            found += attention_in_box_by_word(words[i], attention[i], objects, dm.grid, 64)
+            if heads[i] is not None:  # (layers, heads, T, cells): the same measure per layer and head
+                heads_found += attention_in_box_by_word(words[i], heads[i].permute(2, 0, 1, 3), objects, dm.grid, 64)
             if len(examples) < 2:
-                examples.append((row, words, decoded.attention[i]))
-    return {
+                examples.append((row, words[i], attention[i]))
+        captions += words
+        attentions += attention
+        head_maps += heads
+    mean = lambda values: statistics.mean(float(v) for v in values)  # noqa: E731
+    result = {
         "test_images": len(dm.splits["test"]),
         "captions_equal_to_a_reference": exact,
-        "objects_named": named,
-        "attention_in_box_mean": statistics.mean(inside),
-        "attention_in_box_median": statistics.median(inside),
-        "uniform_attention_in_box_mean": statistics.mean(chance),
+        "objects_named": len(found),
+        "attention_in_box_mean": mean((f["colour"] + f["shape"]) / 2 for f in found),
+        "attention_in_box_median": statistics.median(float((f["colour"] + f["shape"]) / 2) for f in found),
+        "attention_in_box_colour_word_mean": mean(f["colour"] for f in found),
+        "attention_in_box_shape_word_mean": mean(f["shape"] for f in found),
+        "uniform_attention_in_box_mean": mean(f["share"] for f in found),
+        "entropy_by_word_class": entropy_by_word_class(captions, attentions, toy_word_class),
         "examples": examples,
     }
+    if heads_found:  # per layer and head: colour / shape word's in-box mass, and entropy by class
+        layers, n_heads = heads_found[0]["shape"].shape
+        in_box = [{"layer": layer, "head": head,
+                   "colour_word": mean(f["colour"][layer, head] for f in heads_found),
+                   "shape_word": mean(f["shape"][layer, head] for f in heads_found)}
+                  for layer in range(layers) for head in range(n_heads)]  # fmt: skip
+        result["per_head_in_box"] = in_box
+        result["per_head_entropy"] = entropy_by_head(captions, head_maps, toy_word_class)
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--train", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=OUT, help="results folder (default benchmarks/results)")
     opts = parser.parse_args()
     torch.manual_seed(0)
     results = {"epochs": opts.epochs, "train_images": opts.train, "encoder": "8x8 pixel patches of 64 px images"}
@@ -85,11 +107,11 @@ def main() -> None:
             m = measure(cli, root)
             for k, (row, words, attention) in enumerate(m.pop("examples")):
                 fig = attention_figure(cli.datamodule.image(row), words, attention, cli.datamodule.grid)
-                atomic_save_figure(fig, OUT / f"toy_attention_{model}_{k}.png")
+                atomic_save_figure(fig, opts.out / f"toy_attention_{model}_{k}.png")
             m["train_seconds"] = round(seconds, 1)
             results[model] = m
             print(model, json.dumps(m, indent=1))
-    atomic_write_text(OUT / "toy_attention.json", json.dumps(results, indent=1))
+    atomic_write_text(opts.out / "toy_attention.json", json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -726,3 +726,23 @@ def test_attention_overlay_lights_the_attended_cell_and_keeps_its_colours() -> N
     image = torch.from_numpy(np.full((3, 8, 8), 120, np.uint8))
     fig = attention_figure(image, ["a", "dog"], torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 1.0]]), (2, 2))
     assert [ax.get_title() for ax in fig.axes[:3]] == ["a dog", "a", "dog"]
+
+
+def test_attention_entropy_is_read_by_word_class_and_head() -> None:
+    """Uniform attention has normalised entropy 1 and attention on one cell 0; words are classed function or
+    content; the per-head reading averages each layer's and head's map over the words of a class."""
+    from lit_mc.captioning.attention_reading import entropy_by_head, entropy_by_word_class, normalised_entropy
+
+    uniform, one_cell = torch.full((16,), 1 / 16), torch.eye(16)[3]
+    assert normalised_entropy(torch.stack([uniform, one_cell])).tolist() == pytest.approx([1.0, 0.0], abs=1e-6)
+    attention = torch.stack([uniform, one_cell, one_cell, uniform])  # "a" and "of" diffuse, "dog" and "runs" sharp
+    by_class = entropy_by_word_class([["a", "dog", "runs", "of"]], [attention])
+    assert by_class == {"content": {"words": 2, "mean_entropy": pytest.approx(0.0, abs=1e-6)},
+                        "function": {"words": 2, "mean_entropy": pytest.approx(1.0)}}  # fmt: skip
+    swapped = torch.stack([one_cell, uniform, uniform, one_cell])
+    maps = torch.stack([attention, swapped])[None]  # (1 layer, 2 heads, T, cells): head 1 sharp on function words
+    heads = entropy_by_head([["a", "dog", "runs", "of"]], [maps])
+    assert [(h["head"], round(h["content"], 3), round(h["function"], 3)) for h in heads] == [
+        (0, 0.0, 1.0),
+        (1, 1.0, 0.0),
+    ]

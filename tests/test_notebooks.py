@@ -196,6 +196,9 @@ def test_captioning_notebook_runs_on_fixture_results(tmp_path: Path, monkeypatch
         assert example["cider"] == pytest.approx(cider[image], rel=1e-9)
         assert example["caption"] == generated[image] and example["references"] == references[image]
     assert len(summary["best_figures"]) == 2  # one attention overlay per example
+    reading = summary["attention_entropy"]  # every greedy word of the 8 test images, by class
+    assert reading["images"] == 8 and sum(c["words"] for c in reading["by_word_class"].values()) > 0
+    assert all(0 <= c["mean_entropy"] <= 1 for c in reading["by_word_class"].values())
     monkeypatch.setenv("LIT_MC_FLICKR8K", str(toy))
     monkeypatch.setenv("LIT_MC_FACTS", str(tmp_path / "facts.json"))
     outputs, text = _execute("02_flickr8k_captioning", results, tmp_path / "02.ipynb", monkeypatch)

@@ -100,21 +100,28 @@ def box_coverage(box: list[int], grid: tuple[int, int], size: int) -> torch.Tens
     return (oy[:, None] * ox[None, :]).flatten()
 
 
-def attention_in_box(
+def attention_in_box_by_word(
     words: list[str], attention: torch.Tensor, objects: list[dict], grid: tuple[int, int], size: int
-) -> list[tuple[float, float]]:
-    """For every object a caption names ("<colour> <shape>"), the attention mass inside its box while the two
-    words are produced, paired with the box's share of the image (what uniform attention would score).
-
-    ``attention[t]`` (``(cells,)``) is the attention used to produce ``words[t]``.
-    """
+) -> list[dict[str, float]]:
+    """For every object a caption names ("<colour> <shape>"), the attention mass inside its box while the colour
+    word and while the shape word is produced, and the box's share of the image (what uniform attention would
+    score). ``attention[t]`` (``(cells,)``, or ``(..., cells)`` per layer and head) produced ``words[t]``."""
     found = []
     for t in range(1, len(words)):
         match = [o for o in objects if o["colour"] == words[t - 1] and o["shape"] == words[t]]
         if not match:
             continue
         coverage = box_coverage(match[0]["box"], grid, size)
-        mass = float((attention[t - 1 : t + 1] * coverage).sum(dim=-1).mean())
+        colour, shape = ((attention[i] * coverage).sum(dim=-1) for i in (t - 1, t))
         x0, y0, x1, y1 = match[0]["box"]
-        found.append((mass, (x1 - x0) * (y1 - y0) / size**2))
+        found.append({"colour": colour, "shape": shape, "share": (x1 - x0) * (y1 - y0) / size**2})
     return found
+
+
+def attention_in_box(
+    words: list[str], attention: torch.Tensor, objects: list[dict], grid: tuple[int, int], size: int
+) -> list[tuple[float, float]]:
+    """For every object a caption names, the attention mass inside its box averaged over its two words, paired with
+    the box's share of the image (see :func:`attention_in_box_by_word`)."""
+    return [(float((f["colour"] + f["shape"]) / 2), f["share"])
+            for f in attention_in_box_by_word(words, attention, objects, grid, size)]  # fmt: skip

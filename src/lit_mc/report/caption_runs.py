@@ -98,6 +98,8 @@ def analyse_run(
         "cider_by_reference_length": cider_by_reference_length(refs, scores),
         "size": model_size(module, dm),
     }
+    if reading := attention_reading(module, dm, [int(r["row"]) for r in rows]):
+        summary["attention_entropy"] = reading
     for kind, indices in picked.items():
         summary[kind] = []
         shutil.rmtree(out / kind, ignore_errors=True)  # figures of an earlier analysis would be mistaken for these
@@ -114,6 +116,32 @@ def analyse_run(
         summary[f"{kind}_figures"] = [str(m.path.relative_to(out)) for m in maps]
     atomic_write_text(out / "examples.json", json.dumps(summary, indent=1))
     return summary
+
+
+def attention_reading(module: Any, datamodule: Any, image_rows: list[int], batch_size: int = 100) -> dict[str, Any]:
+    """The normalised entropy of the attention behind each greedy word on ``image_rows``, function words against
+    content words (and per decoder layer and head where the model has them); empty for a model without attention
+    over the grid."""
+    from lit_mc.captioning.attention_reading import entropy_by_head, entropy_by_word_class, greedy_attention
+
+    if hasattr(module, "prefix_attention"):  # a prefix LM's words do not attend to the grid (its mapper does)
+        return {}
+    captions, attentions, heads = [], [], []
+    module.eval()
+    for start in range(0, len(image_rows), batch_size):
+        rows = torch.tensor(image_rows[start : start + batch_size])
+        batch = datamodule.on_before_batch_transfer((rows, torch.zeros(len(rows), 1, 1, dtype=torch.long)), 0)
+        if module.encoder is None:
+            batch = datamodule.on_after_batch_transfer(batch, 0)
+        with torch.no_grad():
+            words, attention, per_head = greedy_attention(module, module.batch_features(batch))
+        if not words:
+            return {}
+        captions, attentions, heads = captions + words, attentions + attention, heads + per_head
+    reading: dict[str, Any] = {"images": len(image_rows), "by_word_class": entropy_by_word_class(captions, attentions)}
+    if with_heads := [(c, h) for c, h in zip(captions, heads, strict=True) if h is not None]:
+        reading["by_head"] = entropy_by_head([c for c, _ in with_heads], [h for _, h in with_heads])
+    return reading
 
 
 def cider_by_reference_length(references: list[list[str]], cider: list[float], bins: int = 3) -> list[dict[str, Any]]:
