@@ -71,3 +71,46 @@ def test_the_overfit_table_and_figure_read_the_benchmark(tmp_path: Path) -> None
     fig = overfit_captioning_figure(tmp_path)
     line = fig.axes[0].lines[0]
     assert list(line.get_ydata()) == pytest.approx([8.5, 2.0, 0.25]) and fig.axes[0].get_yscale() == "log"
+
+
+def test_side_by_side_captions_show_every_run_on_the_same_random_images(tmp_path: Path) -> None:
+    from lit_mc.report.captioning import side_by_side_captions_markdown
+
+    root = tmp_path / "flickr8k"
+    images = [f"im{i}.jpg" for i in range(10)]
+    for name, seeds in (("show_and_tell", [""]), ("transformer", ["seed0", "seed1"])):
+        for seed in seeds:
+            folder = root / name / seed
+            write_run(folder, beam=1, cider=0.5)
+            lines = ["row,image,caption,cider,bleu4"] + [f"{i},{im},{name} {seed} says {i},0.{i},0.1"
+                                                        for i, im in enumerate(images)]  # fmt: skip
+            (folder / "per_image.csv").write_text("\n".join(lines) + "\n")
+    table = side_by_side_captions_markdown({"im3.jpg": ["r1", "r2", "r3"]}, images=4, seed=1, root=tmp_path)
+    rows = rows_of(table)
+    assert len(rows) == 4 and set(rows) <= set(images)
+    for image, cells in rows.items():
+        i = images.index(image)
+        assert cells[:2] == [f"show_and_tell  says {i} ({10 * i})", f"transformer seed0 says {i} ({10 * i})"]
+        assert cells[2] == ("r1<br>r2" if image == "im3.jpg" else "-")
+    assert side_by_side_captions_markdown(images=4, seed=1, root=tmp_path) != side_by_side_captions_markdown(
+        images=4, seed=2, root=tmp_path
+    )  # another seed, other images
+
+
+def test_attention_entropy_table_reads_function_and_content_words(tmp_path: Path) -> None:
+    from lit_mc.report.captioning import attention_entropy_table
+
+    folder = tmp_path / "flickr8k" / "show_attend_tell"
+    write_run(folder, beam=1, cider=0.5)
+    summary = json.loads((folder / "examples.json").read_text())
+    summary["attention_entropy"] = {
+        "images": 1000,
+        "by_word_class": {
+            "content": {"words": 4000, "mean_entropy": 0.61},
+            "function": {"words": 5000, "mean_entropy": 0.83},
+        },
+    }
+    (folder / "examples.json").write_text(json.dumps(summary))
+    write_run(tmp_path / "flickr8k" / "show_and_tell", beam=1, cider=0.5)  # no attention: no row
+    rows = rows_of(attention_entropy_table(tmp_path))
+    assert rows == {"show_attend_tell": ["1000", "0.610 (4000)", "0.830 (5000)", "+0.220"]}

@@ -9,6 +9,7 @@ from lit_mc.report.captioning import (
     CAPTION_METRICS,
     CAPTIONERS,
     PUBLISHED,
+    attention_entropy_table,
     caption_curves_figure,
     caption_data_overview,
     caption_diversity_table,
@@ -21,6 +22,8 @@ from lit_mc.report.captioning import (
     overfit_captioning_markdown,
     paired_comparison_markdown,
     read_per_image,
+    side_by_side_captions_markdown,
+    toy_attention_heads_markdown,
     toy_attention_markdown,
 )
 from lit_mc.report.classification import (
@@ -105,6 +108,9 @@ __all__ = [
     "study_markdown",
     "test_report_markdown",
     "toy_attention_markdown",
+    "toy_attention_heads_markdown",
+    "attention_entropy_table",
+    "side_by_side_captions_markdown",
     "write_claims_summary",
     "write_study_figures",
 ]

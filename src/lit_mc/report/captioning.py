@@ -119,7 +119,72 @@ def toy_attention_markdown(bench: Path | None = None) -> str:
                      f"{100 * m['uniform_attention_in_box_mean']:.1f}", m["captions_equal_to_a_reference"],
                      m["test_images"]])  # fmt: skip
     header = ["model", "objects named", "attention in box %", "uniform attention in box %", "exact captions", "images"]
+    table = markdown_table(header, rows)
+    if all("attention_in_box_shape_word_mean" in data[m] for m in ("show_attend_tell", "transformer")):
+        by_word = [[m, f"{100 * data[m]['attention_in_box_colour_word_mean']:.1f}",
+                    f"{100 * data[m]['attention_in_box_shape_word_mean']:.1f}",
+                    *(f"{data[m]['entropy_by_word_class'].get(c, {}).get('mean_entropy', float('nan')):.2f}"
+                      for c in ("colour", "shape", "other"))] for m in ("show_attend_tell", "transformer")]  # fmt: skip
+        table += "\n\n" + markdown_table(["model", "in box at the colour word %", "in box at the shape word %",
+                                           "entropy: colour words", "shape words", "other words"], by_word)  # fmt: skip
+    return table
+
+
+def toy_attention_heads_markdown(bench: Path | None = None) -> str:
+    """The transformer's in-box share (colour and shape word) and attention entropy per decoder layer and head on
+    the toy set; empty if the benchmark predates the per-head measures."""
+    data = read_json((bench or bench_root()) / "toy_attention.json")["transformer"]
+    if "per_head_in_box" not in data:
+        return ""
+    entropy = {(e["layer"], e["head"]): e for e in data["per_head_entropy"]}
+    rows = [[h["layer"], h["head"], f"{100 * h['colour_word']:.1f}", f"{100 * h['shape_word']:.1f}",
+             *(f"{entropy[(h['layer'], h['head'])].get(c, float('nan')):.2f}" for c in ("colour", "shape", "other"))]
+            for h in data["per_head_in_box"]]  # fmt: skip
+    header = ["layer", "head", "in box at the colour word %", "in box at the shape word %", "entropy: colour",
+              "shape", "other"]  # fmt: skip
     return markdown_table(header, rows)
+
+
+def attention_entropy_table(root: Path | None = None) -> str:
+    """Per analysed run with attention over the grid (its first seed): the normalised entropy of the attention
+    behind its greedy test words, function against content words (1 is uniform over the 49 cells)."""
+    rows = []
+    for name, runs in caption_result_runs(root).items():
+        reading = read_json(runs[0] / "examples.json").get("attention_entropy")
+        if not reading:
+            continue
+        c = reading["by_word_class"]
+        cells = [f"{c[k]['mean_entropy']:.3f} ({c[k]['words']})" if k in c else "-" for k in ("content", "function")]
+        gap = c["function"]["mean_entropy"] - c["content"]["mean_entropy"] if len(c) == 2 else float("nan")
+        rows.append([name, reading["images"], *cells, f"{gap:+.3f}"])
+    header = ["run", "test images", "content words: entropy (words)", "function words: entropy (words)",
+              "function - content"]  # fmt: skip
+    return markdown_table(header, rows) if rows else ""
+
+
+def side_by_side_captions_markdown(
+    references: dict[str, list[str]] | None = None, images: int = 6, seed: int = 0, root: Path | None = None
+) -> str:
+    """Every analysed run's test caption (its first seed) of the same ``images`` test images drawn at random (not
+    the best or worst), with each caption's CIDEr-D (x100) and, given ``references``, the first two references."""
+    import csv
+    import random
+
+    runs = {name: folders[0] for name, folders in caption_result_runs(root).items()}
+    captions: dict[str, dict[str, tuple[str, float]]] = {}
+    for name, folder in runs.items():
+        with (folder / "per_image.csv").open() as f:
+            captions[name] = {r["image"]: (r["caption"], float(r["cider"])) for r in csv.DictReader(f)}
+    if not captions:
+        return ""
+    common = sorted(set.intersection(*(set(c) for c in captions.values())))
+    picked = random.Random(seed).sample(common, min(images, len(common)))
+    rows = []
+    for image in picked:
+        cells = [f"{captions[n][image][0]} ({100 * captions[n][image][1]:.0f})" for n in runs]
+        refs = "<br>".join((references or {}).get(image, [])[:2]) or "-"
+        rows.append([image, *cells, refs])
+    return markdown_table(["image", *runs, "references (first two)"], rows)
 
 
 def caption_data_overview(data_dir: Path, min_count: int = 5, samples: int = 3) -> tuple[str, Figure]:
