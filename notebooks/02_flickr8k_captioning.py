@@ -88,9 +88,18 @@ if configs:
          "words.")
 
 # %% [markdown]
-# **Overfitting one batch**: `tests/test_captioning.py::test_overfit_one_batch_memorises_its_captions` trains each
-# model with `--trainer.overfit_batches=1` on a batch of toy images and asserts that the cross-entropy falls close to
-# zero and that greedy decoding gives back every training caption word for word; it runs in CI.
+# **Overfitting one real batch** (`python benchmarks/overfit_captioning.py`): each captioner trains on one batch of
+# real Flickr8k pictures with their five captions each, the same batch every step. A model that cannot drive its
+# cross-entropy towards zero there, or cannot give back a memorised caption, has a bug; the table says how far each
+# got and how many of the pictures' greedy captions equal one of their references. (`tests/test_captioning.py` runs
+# the same check on toy images in CI.)
+
+# %%
+if (BENCH / "overfit_captioning.json").is_file():
+    show(report.overfit_captioning_markdown(BENCH))
+    show_fig(report.overfit_captioning_figure(BENCH))
+else:
+    print("no overfit results in", BENCH)
 
 # %% [markdown]
 # ## 3. Training curves
@@ -155,6 +164,28 @@ if len(tested) >= 2:
     show(" ".join(lines))
 
 # %% [markdown]
+# ### Seeds, decoding chosen on validation, and paired comparisons
+#
+# The campaign of `configs/flickr8k/README.md` trains every captioner with three seeds, chooses beam size and
+# length penalty on the validation split, decodes the test split with that choice, and compares runs image by image
+# (paired bootstrap over the test images). Rows appear here as its runs are analysed
+# (`python -m lit_mc.report.caption_runs RUN --choose-decoding --name MODEL/seedS`).
+
+# %%
+runs = report.caption_result_runs(RESULTS)
+analysed = {n: r for n, r in runs.items() if (r[0] / "per_image.csv").is_file()}
+if analysed:
+    show(report.caption_seed_table(RESULTS))
+    show("**How varied the captions are** (first seed of each run):\n\n" + report.caption_diversity_table(RESULTS))
+    if "show_and_tell" in analysed and len(analysed) > 1:
+        first = {n: f"{n}/{r[0].name}" if r[0].name.startswith("seed") else n for n, r in analysed.items()}
+        show("**Each run against Show and Tell on the same test images** (first seeds):\n\n"
+             + report.paired_comparison_markdown([first[n] for n in analysed if n != "show_and_tell"],
+                                                 first["show_and_tell"], RESULTS))
+else:
+    print("no run analysed in the campaign's layout yet (per_image.csv): the single-seed runs above are all there is")
+
+# %% [markdown]
 # ## 5. Where the models look
 #
 # Greedy captions of the test images that scored best and worst (per-image CIDEr), with the attention of every word
@@ -174,11 +205,30 @@ for model in ("show_attend_tell", "transformer", "show_and_tell"):
             display(Image(filename=str(png)))
 
 # %% [markdown]
-# **Error analysis.** The worst-scored captions are fluent but describe the wrong activity or scene (a generic
-# "man in a shirt", "playing basketball" for a karate pose): the model falls back on the most frequent subjects and
-# verbs of the training captions when the image is unusual. Rare words become `<unk>` (words seen fewer than `min_count`
-# times are not in the vocabulary).
-#
+# **Error analysis.** What separates the best from the worst captions above, counted: the share of a caption's words
+# that occur in one of its references, and how many captions hold `<unk>` (a word seen fewer than `min_count` times
+# in the training captions, which no model can write).
+
+# %%
+overlap = report.example_overlap_markdown(("show_and_tell", "show_attend_tell", "transformer"), RESULTS)
+show(overlap or "no examples stored")
+if analysed:
+    show("**The same random test images, every run** (not the best or worst; CIDEr-D x100 in brackets):")
+    refs = {}
+    if (data / "Flickr8k_text").is_dir():
+        from lit_mc.captioning.annotations import load_annotations
+        from lit_mc.captioning.vocab import clean_caption
+        with warnings.catch_warnings():
+            ann = load_annotations(data / "Images", data / "Flickr8k_text" / "Flickr8k.token.txt",
+                                   data / "Flickr8k_text", None)
+        refs = {n: [" ".join(clean_caption(c)) for c in cs] for n, cs in ann.captions.items()}
+    show(report.side_by_side_captions_markdown(refs, images=6, seed=0, root=RESULTS))
+    if entropy := report.attention_entropy_table(RESULTS):
+        show("**Attention read word by word** (normalised entropy of the attention behind each greedy test word, 1 "
+             "= uniform over the grid; Xu et al. 2015 expect sharp attention on content words and diffuse on "
+             "function words):\n\n" + entropy)
+
+# %% [markdown]
 # ## 6. Measuring attention: the toy shapes set
 #
 # On a synthetic set whose object boxes are known (two coloured shapes per image, captions such as "a red circle
@@ -189,6 +239,9 @@ for model in ("show_attend_tell", "transformer", "show_and_tell"):
 # %%
 if (BENCH / "toy_attention.json").is_file():
     show(report.toy_attention_markdown(BENCH))
+    if heads := report.toy_attention_heads_markdown(BENCH):
+        show("**The transformer per decoder layer and head** (in-box share at each word, and entropy by word "
+             "class):\n\n" + heads)
     for png in sorted(BENCH.glob("toy_attention_*_0.png")):
         display(Image(filename=str(png)))
 else:

@@ -18,6 +18,7 @@ from lit_mc.report.captioning import (
     caption_result_runs,
     caption_seed_table,
     caption_training_summary,
+    example_overlap_markdown,
     overfit_captioning_figure,
     overfit_captioning_markdown,
     paired_comparison_markdown,
@@ -111,6 +112,7 @@ __all__ = [
     "toy_attention_heads_markdown",
     "attention_entropy_table",
     "side_by_side_captions_markdown",
+    "example_overlap_markdown",
     "write_claims_summary",
     "write_study_figures",
 ]

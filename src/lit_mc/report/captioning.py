@@ -109,6 +109,28 @@ def caption_examples_markdown(model: str, kind: str, root: Path | None = None) -
     return markdown_table(["image", "generated (greedy)", "CIDEr", "references"], rows)
 
 
+def example_overlap_markdown(models: Sequence[str], root: Path | None = None) -> str:
+    """For the best- and worst-scored examples of each model: how many of the caption's words occur in one of its
+    references (a content check of what the table shows), and how many of the captions hold ``<unk>``."""
+    rows = []
+    for model in models:
+        path = (root or results_root()) / "flickr8k" / model / "examples.json"
+        if not path.is_file():
+            continue
+        examples = read_json(path)
+        for kind in ("best", "worst"):
+            shares, unk = [], 0
+            for e in examples.get(kind, []):
+                words = e["caption"].split()
+                seen = {w for r in e["references"] for w in r.split()}
+                shares.append(sum(w in seen for w in words) / max(1, len(words)))
+                unk += "<unk>" in words
+            if shares:
+                rows.append([model, kind, len(shares), f"{100 * sum(shares) / len(shares):.0f}", unk])
+    header = ["model", "examples", "captions", "caption words found in a reference %", "captions with <unk>"]
+    return markdown_table(header, rows) if rows else ""
+
+
 def toy_attention_markdown(bench: Path | None = None) -> str:
     """Attention mass inside the named object's box on the toy set, against uniform attention."""
     data = read_json((bench or bench_root()) / "toy_attention.json")
