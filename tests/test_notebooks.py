@@ -295,6 +295,22 @@ def test_a_setting_that_never_learned_is_flagged_and_earlier_verdicts_can_be_hid
     assert "supported (p 0.01)" in text and "supported" not in study_markdown(rep, verdicts=False)
 
 
+def test_a_retuned_rate_at_the_edge_of_its_grid_or_within_noise_is_flagged() -> None:
+    from lit_mc.report.classification import retune_markdown
+
+    def row(label: str, scores: list[float]) -> dict:
+        values = [0.02, 0.04, 0.08]
+        tune = {"fold": 0, "values": values, "scores": scores, "chosen": values[scores.index(max(scores))]}
+        return {"label": label, "val_images": 5000, "retune": tune}
+
+    text = retune_markdown({"rows": [row("plain", [0.689, 0.679, 0.697]), row("bn", [0.72, 0.76, 0.75])]})
+    plain, bn = text.splitlines()[1:]
+    assert plain.startswith("- plain: 0.02: 68.9, 0.04: 67.9, 0.08: 69.7 (fold 0) -> 0.08 (the largest candidate")
+    assert "not resolved" in plain
+    assert bn == "- bn: 0.02: 72.0, 0.04: 76.0, 0.08: 75.0 (fold 0) -> 0.04"  # inside the grid, 4 points apart
+    assert retune_markdown({"rows": [{"label": "x"}]}) == ""
+
+
 def test_differences_of_single_runs_and_the_best_of_many_have_their_own_errors() -> None:
     from lit_mc.report.facts import RULES
 

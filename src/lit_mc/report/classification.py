@@ -72,6 +72,8 @@ def study_markdown(report: dict[str, Any], verdicts: bool = True) -> str:
             "so it is too narrow" + (": the verdicts below use the corrected interval of each difference." if verdicts
                                      else ".")
         )  # fmt: skip
+    if retune := retune_markdown(report):
+        table += "\n\n" + retune
     budget = " ".join(b for b in report["budget"] if "progress_bar" not in b)
     parts = [
         f"**Hypothesis.** {report['hypothesis']}",
@@ -89,6 +91,36 @@ def study_markdown(report: dict[str, Any], verdicts: bool = True) -> str:
         parts.append(f"Minimum detectable effect at this budget: {100 * report['mde']:.1f} points "
                      f"({report['mde_note']}).")  # fmt: skip
     return "\n\n".join(parts)
+
+
+def retune_markdown(report: dict[str, Any]) -> str:
+    """How each setting's learning rate was chosen (the candidates' scores on the retuning fold), flagging a choice
+    at the edge of the candidates (the best rate may lie beyond them) and candidates that single runs cannot tell
+    apart (their spread within the error of a difference of two runs, sqrt(2) x twice the binomial error)."""
+    lines = []
+    for row in report["rows"]:
+        tune = row.get("retune")
+        if not tune or not tune.get("values"):
+            continue
+        values, scores = tune["values"], tune["scores"]
+        chosen = tune["chosen"]
+        tried = ", ".join(f"{v:g}: {_pct(s)}" for v, s in zip(values, scores, strict=True))
+        text = f"{row['label']}: {tried} (fold {tune['fold']}) -> {chosen:g}"
+        notes = []
+        if len(values) > 1 and chosen in (min(values), max(values)):
+            notes.append(f"the {'largest' if chosen == max(values) else 'smallest'} candidate, so the best rate may "
+                         "lie beyond the grid")  # fmt: skip
+        n = row.get("val_images")
+        if n and len(scores) > 1:
+            best = max(scores)
+            error = 2 * (2 * best * (1 - best) / n) ** 0.5
+            spread = max(scores) - min(scores)
+            if spread <= error:
+                notes.append(f"the candidates span {100 * spread:.2f} points, within the {100 * error:.2f}-point "
+                             "error of a difference of two single runs: not resolved")  # fmt: skip
+        lines.append(f"- {text}" + (f" ({'; '.join(notes)})" if notes else ""))
+    return ("**Learning rate re-tuned per setting** (candidate: validation accuracy %):\n" + "\n".join(lines)
+            if lines else "")  # fmt: skip
 
 
 def claims_markdown(report: dict[str, Any]) -> str:
@@ -155,7 +187,7 @@ def claims_reflection(facts: Facts, name: str) -> str:
         if math.isfinite(claim["p_holm"]):
             p = facts.get(file, "claims", i, "p_holm", fmt="p")
             family = facts.get(file, "claims", i, "family_size", fmt="int")
-            sentence += f"; Holm-adjusted p {p} over {family} claims"
+            sentence += f"; Holm-adjusted p {p} over {family} claim" + ("" if family.value == 1 else "s")
         lines.append(f"{sentence}: {reading}.")
     return "\n".join(lines)
 

@@ -66,6 +66,7 @@ def _expected_max_of_normals(n: int) -> float:
 REDUCERS: dict[str, Callable[[list[float]], float]] = {  # over a list, e.g. a curve's values epoch by epoch
     "max": max,
     "min": min,
+    "first": lambda v: v[0],
     "last": lambda v: v[-1],
     "count": len,
     "positive": lambda v: sum(x > 0 for x in v),  # e.g. the folds in which a paired difference favours the first

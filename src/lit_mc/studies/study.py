@@ -637,7 +637,8 @@ def _verdict(metric: str, claim: dict[str, Any]) -> tuple[str, str]:
     if math.isnan(p):
         return "untested", f"untested: one run per setting, no error bar ({evidence})"
     test = f"equivalence within {_points(metric, claim['margin']).lstrip('+')}, " if claim["margin"] else ""
-    tail = f"{test}Holm-adjusted p={adjusted:.2g} over {claim['family_size']} claims; {evidence}"
+    claims = f"{claim['family_size']} claim" + ("" if claim["family_size"] == 1 else "s")
+    tail = f"{test}Holm-adjusted p={adjusted:.2g} over {claims}; {evidence}"
     if adjusted < ALPHA and (claim["holds_in_sign"] or claim["margin"]):
         return "supported", f"supported ({tail})"
     if claim["margin"]:
