@@ -6,10 +6,12 @@ from __future__ import annotations
 import csv
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import REPO
 from lit_mc.captioning import ShowAndTell
 from lit_mc.captioning.module import lr_factor
 from test_captioning import CONFIGS, TINY, tiny_captioner, toy_args
@@ -266,3 +268,60 @@ def test_cider_by_reference_length_groups_images_by_their_references() -> None:
     groups = cider_by_reference_length(refs, [0.3, 0.1, 0.6, 0.4], bins=2)
     assert [(g["min_words"], g["max_words"], g["images"]) for g in groups] == [(1, 3, 2), (3, 6, 2)]
     assert [g["mean_cider"] for g in groups] == pytest.approx([0.2, 0.5])
+
+
+def test_the_recipe_search_changes_one_setting_of_the_best_row_at_a_time() -> None:
+    from lit_mc.campaigns.flickr8k import CHANGES, FIRST_ROWS, best_recipe_row, next_recipe_row
+
+    rows: dict = {}
+    assert next_recipe_row(rows) == ("r0", {})
+    rows["r0"] = {"overrides": {}, "best_val_cider": 0.50}  # the shipped recipe: a reference, never built upon
+    rows["r1"] = {"overrides": FIRST_ROWS["r1"], "best_val_cider": 0.45}
+    assert next_recipe_row(rows) == ("r2", FIRST_ROWS["r2"])
+    rows["r2"] = {"overrides": FIRST_ROWS["r2"], "best_val_cider": 0.47}
+    tag, r3 = next_recipe_row(rows)
+    assert tag == "r3" and r3 == {**FIRST_ROWS["r2"], **CHANGES[0][1]}  # cosine won r1 / r2: dropout tried on it
+    rows["r3"] = {"overrides": r3, "best_val_cider": 0.44}  # worse: r4 builds on r2 again
+    assert next_recipe_row(rows) == ("r4", {**FIRST_ROWS["r2"], **CHANGES[1][1]})
+    assert best_recipe_row(rows) == "r0"  # if nothing beats the shipped recipe, the search says so
+    for tag, change in CHANGES[1:]:
+        rows[tag] = {"overrides": change, "best_val_cider": 0.4}
+    assert next_recipe_row(rows) is None
+
+
+def test_the_campaign_runs_jobs_in_dependency_order_and_starts_none_after_its_stop(tmp_path: Path) -> None:
+    import datetime as dt
+    import sys
+
+    from lit_mc.campaigns.flickr8k import Campaign, Job, run
+
+    done: set[str] = set()
+
+    def job(name: str, code: int = 0, needs: tuple = ()) -> Job:
+        marker = tmp_path / name
+        command = [
+            sys.executable,
+            "-c",
+            f"import pathlib, sys; pathlib.Path({str(marker)!r}).touch(); sys.exit({code})",
+        ]
+        return Job(name, lambda: [command], marker.is_file, needs, after=lambda: done.add(name))
+
+    jobs = [job("b", needs=("a",)), job("a"), job("bad", code=3), job("c", needs=("bad",))]
+    report = run(Campaign(logs=tmp_path), jobs, workers=2, stop_at=None, logs=tmp_path / "logs")
+    assert report.index("a: done") < report.index("b: done") and done == {"a", "b"}  # after(): only on success
+    assert any(r.startswith("bad: failed (exit 3") for r in report) and "c: not started (needs a failed job)" in report
+    late = run(Campaign(logs=tmp_path), [job("d")], 2, dt.datetime.now() - dt.timedelta(minutes=1), tmp_path / "l")
+    assert late == ["d: not started (--stop-at)"] and not (tmp_path / "d").exists()
+
+
+def test_a_campaign_fit_command_is_a_valid_lit_mc_fit(tmp_path: Path) -> None:
+    import subprocess
+
+    from lit_mc.campaigns.flickr8k import FIRST_ROWS, Campaign, _model_args, fit_command
+
+    command = fit_command(Campaign(repo=REPO, logs=tmp_path), "transformer", "transformer_r1",
+                          _model_args(FIRST_ROWS["r1"]))  # fmt: skip
+    assert "--ckpt_path=last" not in command  # nothing to continue yet
+    printed = subprocess.run([*command, "--print_config"], capture_output=True, text=True, timeout=120)
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    assert "schedule: inverse_sqrt" in printed.stdout and f"save_dir: {tmp_path}" in printed.stdout
