@@ -147,19 +147,21 @@ def metric_bars_figure(report: dict) -> Figure:
     rows = report["rows"]
     fig = Figure(figsize=(max(4, 1.3 * len(rows)), 3.5))
     ax = fig.subplots()
+    import textwrap
+
     for i, row in enumerate(rows):
         s = row["summary"]
         if s["n"] > 1:
-            ax.errorbar(i, s["mean"], yerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]], fmt="o",
-                        capsize=4, color="C0")  # fmt: skip
-            ax.plot([i] * len(row["values"]), row["values"], ".", color="grey", alpha=0.6)
+            below, above = 100 * (s["mean"] - s["ci_low"]), 100 * (s["ci_high"] - s["mean"])
+            ax.errorbar(i, 100 * s["mean"], yerr=[[below], [above]], fmt="o", capsize=4, color="C0")
+            ax.plot([i] * len(row["values"]), [100 * v for v in row["values"]], ".", color="grey", alpha=0.6)
         else:  # one run: a point, no interval to draw
-            ax.plot(i, s["mean"], "s", color="C1")
-    labels = [row["label"] if len(row["label"]) <= 28 else row["label"][:26] + "…" for row in rows]
-    ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=8)
+            ax.plot(i, 100 * s["mean"], "s", color="C1")
+    labels = ["\n".join(textwrap.wrap(row["label"], 24)) for row in rows]  # wrapped, not cut: settings stay apart
+    ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=7)
     several = any(row["summary"]["n"] > 1 for row in rows)
-    ax.set_ylabel(f"{report['metric']}" + ("\n(mean; 95% t-interval over folds,\nuncorrected; grey: folds)"
-                                         if several else " (one run each)"), fontsize=8)  # fmt: skip
+    ax.set_ylabel(f"{report['metric']} %" + ("\n(mean; 95% t-interval over folds,\nuncorrected; grey: folds)"
+                                           if several else " (one run each)"), fontsize=8)  # fmt: skip
     ax.set_title(report["name"], fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -180,13 +182,15 @@ def heatmap_figure(report: dict) -> Figure | None:
         return None
     ys = sorted({row["setting"][keys[0]] for row in report["rows"]}, key=_numeric_first)
     xs = sorted({row["setting"][keys[1]] for row in report["rows"]}, key=_numeric_first)
-    grid = torch.full((len(ys), len(xs)), float("nan"))
+    grid = torch.full((len(ys), len(xs)), float("nan"), dtype=torch.float64)  # float64: rounds as the tables do
     for row in report["rows"]:
         grid[ys.index(row["setting"][keys[0]]), xs.index(row["setting"][keys[1]])] = row["summary"]["mean"]
     fig = Figure(figsize=(1.1 * len(xs) + 2.5, 0.8 * len(ys) + 1.5))
     ax = fig.subplots()
     image = ax.imshow(grid.numpy(), cmap="viridis")
-    ax.set_xticks(range(len(xs)), [str(x) for x in xs])
+    long = max(len(str(x)) for x in xs) > 8
+    ax.set_xticks(range(len(xs)), [str(x) for x in xs], rotation=30 if long else 0, ha="right" if long else "center",
+                  fontsize=7 if long else 10)  # fmt: skip
     ax.set_yticks(range(len(ys)), [str(y) for y in ys])
     ax.set_xlabel(keys[1].split(".")[-1])
     ax.set_ylabel(keys[0].split(".")[-1])

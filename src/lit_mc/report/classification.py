@@ -62,9 +62,10 @@ def study_markdown(report: dict[str, Any], verdicts: bool = True) -> str:
         if report["metric"] == "val_acc" and (stuck := sum(v < CHANCE_BAND for v in row["values"])):
             label += f" (at chance in {stuck} of {len(row['values'])} runs)"
         rows.append([label, mean, ci, params, flops, f"{row['wall_s'] / 60:.1f}"])
+    scored = "at each run's best epoch" if report.get("score") == "best" else "at the last epoch"
     table = markdown_table(
-        ["setting", f"{report['metric']} % (mean ± std)", "95% t-interval (uncorrected)", "params", "MFLOPs/image",
-         "minutes"], rows,
+        ["setting", f"{report['metric']} % {scored} (mean ± std)", "95% t-interval (uncorrected)", "params",
+         "MFLOPs/image", "minutes"], rows,
     )  # fmt: skip
     if any(row["summary"]["n"] > 1 for row in report["rows"]):
         table += (
@@ -293,6 +294,7 @@ def study_figures(report: dict[str, Any], cells: dict[str, dict]) -> dict[str, F
     """Learning curves, metric per setting with its CI, and (2-D grids) the heat map."""
     from lit_mc.plots import heatmap_figure, learning_curves_figure, metric_bars_figure
 
+    grid = heatmap_figure(report)
     figures = {
         "learning_curves.png": learning_curves_figure(
             report["rows"],
@@ -300,8 +302,9 @@ def study_figures(report: dict[str, Any], cells: dict[str, dict]) -> dict[str, F
             f"{report['name']}: learning curves, "
             + (f"mean over {report['folds']} folds" if report["folds"] > 1 else "one run per setting"),
         ),
-        "metric.png": metric_bars_figure(report),
-        "heatmap.png": heatmap_figure(report),
+        # past eight settings a grid reads better as its heat map alone
+        "metric.png": metric_bars_figure(report) if grid is None or len(report["rows"]) <= 8 else None,
+        "heatmap.png": grid,
     }
     return {name: fig for name, fig in figures.items() if fig is not None}
 
@@ -338,7 +341,7 @@ def run_curves_figure(metrics_csv: Path, label: str) -> Figure:
     from lit_mc.studies.cv import read_curves
 
     curves = {"run": {"curves": read_curves(metrics_csv)}}
-    return learning_curves_figure([{"label": label, "cells": ["run"]}], curves, label)
+    return learning_curves_figure([{"label": "this run", "cells": ["run"]}], curves, label)
 
 
 def test_report_markdown(test_metrics: dict[str, Any]) -> str:
@@ -365,11 +368,12 @@ def cv_markdown(summary: dict[str, Any]) -> str:
         rows.append(
             [metric, f"{s['mean']:.4f}", f"{s['std']:.4f}", f"[{s['ci_low']:.4f}, {s['ci_high']:.4f}]", per_fold]
         )
-    return markdown_table(["metric", "mean", "std", "95% CI", "per fold"], rows)
+    return markdown_table(["metric", "mean", "std", "95% t-interval (uncorrected: the folds share training data)",
+                           "per fold"], rows)  # fmt: skip
 
 
 def overfit_markdown(results: list[dict[str, Any]]) -> str:
-    rows = [[r["config"], r["first_loss"] and f"{r['first_loss']:.3f}", f"{r['final_loss']:.4f}",
+    rows = [[r["config"], r["first_loss"] and f"{r['first_loss']:.3f}", f"{r['final_loss']:.4g}",
              r["step_acc_100"], r["step_loss_below_0.05"] or f"not within {r['steps']}"] for r in results]  # fmt: skip
     return markdown_table(
         ["config", "first loss", "final loss", "100% batch accuracy at step", "loss < 0.05 at step"], rows

@@ -43,6 +43,10 @@ RULES: dict[str, Callable[..., float]] = {
     "binomial_se": lambda p, n: (p * (1 - p) / n) ** 0.5,  # the standard error of an accuracy on n images
     "twice_binomial_se": lambda p, n: 2 * (p * (1 - p) / n) ** 0.5,  # the sampling error of an accuracy on n images
     "of_a_difference": lambda e: e * 2**0.5,  # the error of a difference of two independent runs of error e each
+    # one run's sd on n_run validation images, from a fold-to-fold std measured on n_fold images: the training
+    # noise (the std less its binomial part) plus the binomial sd of scoring n_run images at accuracy p
+    "run_sd": lambda std, p, n_fold, n_run: (max(std**2 - p * (1 - p) / n_fold, 0) + p * (1 - p) / n_run) ** 0.5,
+    "error95_of_difference": lambda sd: 1.96 * 2**0.5 * sd,  # half-width of a 95% interval of a two-run difference
     "expected_max_excess": lambda n, sd: sd * _expected_max_of_normals(int(n)),  # the best of n runs' luck
     "std_ci_low": lambda s, n: s * ((n - 1) / _chi2(0.975, n - 1)) ** 0.5,  # 95% CI of a normal sample's std
     "std_ci_high": lambda s, n: s * ((n - 1) / _chi2(0.025, n - 1)) ** 0.5,
