@@ -188,7 +188,8 @@ def claims_reflection(facts: Facts, name: str) -> str:
         if math.isfinite(claim["p_holm"]):
             p = facts.get(file, "claims", i, "p_holm", fmt="p")
             family = facts.get(file, "claims", i, "family_size", fmt="int")
-            sentence += f"; Holm-adjusted p {p} over {family} claim" + ("" if family.value == 1 else "s")
+            test = "the equivalence test's " if claim["direction"] == "equal" else ""
+            sentence += f"; {test}Holm-adjusted p {p} over {family} claim" + ("" if family.value == 1 else "s")
         lines.append(f"{sentence}: {reading}.")
     return "\n".join(lines)
 

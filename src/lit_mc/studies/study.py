@@ -643,8 +643,12 @@ def _verdict(metric: str, claim: dict[str, Any]) -> tuple[str, str]:
         return "supported", f"supported ({tail})"
     if claim["margin"]:
         outside = [c for c in claim["links"] if c["ci_low"] > claim["margin"] or c["ci_high"] < -claim["margin"]]
-        if outside:
-            return "contradicted", f"contradicted: a difference surely larger than the margin ({tail})"
+        if outside:  # decided by the interval, not by the equivalence test's p (which is then near 1)
+            margin = _points(metric, claim["margin"]).lstrip("+")
+            return "contradicted", (
+                f"contradicted: a difference surely larger than the margin, its 95% interval wholly outside "
+                f"±{margin} ({evidence}; the equivalence test fails: Holm-adjusted p={adjusted:.2g} over {claims})"
+            )
     elif adjusted < ALPHA:
         return "contradicted", f"contradicted: the opposite effect ({tail})"
     return "inconclusive", f"inconclusive at alpha={ALPHA} ({tail})"
