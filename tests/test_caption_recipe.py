@@ -4,6 +4,7 @@ schedules and label smoothing, each against its definition."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import math
 from pathlib import Path
@@ -325,3 +326,12 @@ def test_a_campaign_fit_command_is_a_valid_lit_mc_fit(tmp_path: Path) -> None:
     printed = subprocess.run([*command, "--print_config"], capture_output=True, text=True, timeout=120)
     assert printed.returncode == 0, printed.stderr[-2000:]
     assert "schedule: inverse_sqrt" in printed.stdout and f"save_dir: {tmp_path}" in printed.stdout
+
+
+def test_stop_at_is_the_next_such_clock_time() -> None:
+    """A session that starts at 22:00 and says --stop-at 00:20 means after midnight, not a time already past."""
+    from lit_mc.campaigns.flickr8k import next_clock_time
+
+    evening = dt.datetime(2026, 12, 4, 22, 0)
+    assert next_clock_time(evening, 0, 20) == dt.datetime(2026, 12, 5, 0, 20)
+    assert next_clock_time(evening, 23, 5) == dt.datetime(2026, 12, 4, 23, 5)

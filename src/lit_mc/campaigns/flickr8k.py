@@ -332,10 +332,16 @@ def run(camp: Campaign, jobs: list[Job], workers: int, stop_at: dt.datetime | No
         time.sleep(5)
 
 
+def next_clock_time(now: dt.datetime, hour: int, minute: int) -> dt.datetime:
+    """The first ``hour:minute`` after ``now``: a session that starts at 22:00 and says 00:20 means tomorrow."""
+    stop = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    return stop if stop > now else stop + dt.timedelta(days=1)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
-    parser.add_argument("--stop-at", help="HH:MM: start no run after this time today (runs in flight finish)")
+    parser.add_argument("--stop-at", help="HH:MM: start no run after the next such time (runs in flight finish)")
     parser.add_argument("--only", help="comma-separated groups: recipe, xe, scst, prefix (default: all)")
     parser.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
     opts = parser.parse_args(argv)
@@ -353,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
     stop = None
     if opts.stop_at:
         hour, minute = (int(x) for x in opts.stop_at.split(":"))
-        stop = dt.datetime.now().replace(hour=hour, minute=minute, second=0, microsecond=0)
+        stop = next_clock_time(dt.datetime.now(), hour, minute)
     for line in run(camp, jobs, opts.jobs, stop, camp.logs / "flickr8k_campaign"):
         print(line)
 
