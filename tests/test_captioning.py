@@ -227,6 +227,21 @@ def test_repaired_image_is_encoded_again(toy_copy: Path, tmp_path: Path) -> None
     assert "toy_00003.jpg" in dm.splits["train"] and len(dm.train_captions) == 60 * 5
 
 
+def test_feature_cache_survives_a_fresh_copy_of_the_same_images(toy_copy: Path, tmp_path: Path) -> None:
+    """A dataset copied afresh (same bytes, new modification times, as on a new session's machine) keeps its
+    cache: rebuilding it would cost the full Flickr8k encoding (about 25 core-minutes) for nothing."""
+    images, names = toy_copy / "Images", [f"toy_{i:05d}.jpg" for i in range(4)]
+    patches = EncoderSpec("patches", None, 32, 8)
+    cache_features(images, names, patches, tmp_path / "cache")
+    built = next((tmp_path / "cache").glob("*/features.npy")).stat().st_mtime_ns
+    for n in names:  # same bytes, a new time
+        os.utime(images / n, ns=(0, (images / n).stat().st_mtime_ns + 10**9))
+    cache_features(images, names, patches, tmp_path / "cache")
+    assert next((tmp_path / "cache").glob("*/features.npy")).stat().st_mtime_ns == built  # not rebuilt
+    index = json.loads(next((tmp_path / "cache").glob("*/index.json")).read_text())
+    assert index["files"][names[0]][1] == (images / names[0]).stat().st_mtime_ns  # the new time recorded
+
+
 def test_feature_cache_follows_image_and_weights_file_contents(toy_copy: Path, tmp_path: Path) -> None:
     import timm
 

@@ -29,6 +29,7 @@ from rich.progress import MofNCompleteColumn, Progress
 from torch import nn
 
 from lit_mc.errors import LitMcError
+from lit_mc.io import atomic_write_text
 
 
 @dataclass
@@ -197,13 +198,30 @@ def weights_digest(spec: EncoderSpec) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _file_stamp(path: Path) -> list[int]:
-    """Size and modification time: a replaced or repaired image gets new features (and another chance to decode)."""
+def _file_stamp(path: Path) -> list:
+    """Size, modification time and a content digest: a replaced or repaired image gets new features (and another
+    chance to decode), while a copy of the same bytes with a new time (a dataset copied afresh onto a new
+    machine) keeps its cache."""
+    try:
+        stat = path.stat()
+        digest = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+    except OSError:
+        return []  # cached as unreadable until it appears
+    return [stat.st_size, stat.st_mtime_ns, digest]
+
+
+def _same_file(path: Path, cached: list | None) -> bool:
+    """Whether ``path`` still holds what the cache was built from: the same size and time (no read), else the
+    same content digest."""
+    if cached is None:
+        return False
     try:
         stat = path.stat()
     except OSError:
-        return []  # cached as unreadable until it appears
-    return [stat.st_size, stat.st_mtime_ns]
+        return cached == []
+    if len(cached) < 3 or cached[0] != stat.st_size:
+        return False
+    return cached[1] == stat.st_mtime_ns or _file_stamp(path)[2] == cached[2]
 
 
 def _encode_into(
@@ -246,7 +264,7 @@ def cache_features(
     images_dir: Path, names: Sequence[str], spec: EncoderSpec, root: Path, batch_size: int = 32
 ) -> FeatureCache:
     """Encode every named image once into ``root/<encoder>/features.npy``, unless a cache made with the same
-    weights (by content) of the same image files (by size and modification time) exists.
+    weights (by content) of the same image files (by size and content digest) exists.
 
     The cache is built in a temporary folder beside its destination and renamed into place, so a killed run
     never leaves a half-written cache behind (the next build deletes its temporary folder). Unreadable images get
@@ -255,12 +273,14 @@ def cache_features(
     """
     target = cache_dir_for(root, spec)
     names = sorted(set(names))
-    key = {"weights": weights_digest(spec), "files": {n: _file_stamp(images_dir / n) for n in names}}
+    weights = weights_digest(spec)
     if (target / "index.json").is_file():
         index = json.loads((target / "index.json").read_text())
         files = index.get("files", {})
-        if index.get("weights") == key["weights"] and all(files.get(n) == s for n, s in key["files"].items()):
+        if index.get("weights") == weights and all(_same_file(images_dir / n, files.get(n)) for n in names):
+            _restamp(target, index, images_dir, names)
             return read_cache(target)
+    key = {"weights": weights, "files": {n: _file_stamp(images_dir / n) for n in names}}
     root.mkdir(parents=True, exist_ok=True)
     remove_abandoned_builds(root)
     print(f"lit-mc: caching {spec.cache_name} features of {len(names)} images in {target} (later runs reuse them)")
@@ -281,6 +301,17 @@ def cache_features(
     if failed:
         warnings.warn(f"Flickr8k: {len(failed)} unreadable image(s) skipped, e.g. {failed[0]}", stacklevel=2)
     return read_cache(target)
+
+
+def _restamp(target: Path, index: dict, images_dir: Path, names: list[str]) -> None:
+    """Record the images' current times in a valid cache's index, so that later runs check them without reading
+    every image again (written atomically: a run reading the index meanwhile sees the old or the new one)."""
+    files = index["files"]
+    stale = [n for n in names if files[n] and files[n][1] != (images_dir / n).stat().st_mtime_ns]
+    if stale:
+        for n in stale:
+            files[n] = _file_stamp(images_dir / n)
+        atomic_write_text(target / "index.json", json.dumps(index))
 
 
 def check_spec(spec: EncoderSpec) -> None:
