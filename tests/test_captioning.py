@@ -537,12 +537,20 @@ def test_meteor_by_hand_names_and_empty_captions() -> None:
 
 
 # -- the captioners -----------------------------------------------------------------------------------------
+STOP_WHEN_MEMORISED = json.dumps({  # the overfit tests end at a loss well below their bound, not at a step count
+    "class_path": "lightning.pytorch.callbacks.EarlyStopping",
+    "init_args": {"monitor": "train_ce", "mode": "min", "stopping_threshold": 0.01, "patience": 10**6,
+                  "check_on_train_epoch_end": True},
+})  # fmt: skip
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_overfit_one_batch_memorises_its_captions(model: str, toy_one_caption: Path, in_tmp: Path) -> None:
-    """``--trainer.overfit_batches=1``: the loss falls below a bound and greedy decoding gives back the captions."""
+    """``--trainer.overfit_batches=1``: the loss falls below a bound and greedy decoding gives back the captions
+    (training stops once the loss is well below the bound, at most 300 steps)."""
     extra = ["--trainer.overfit_batches=1", "--trainer.max_epochs=300", "--trainer.logger=false",
-             "--trainer.enable_checkpointing=false", "--trainer.callbacks=[]", "--model.lr=0.003", "--model.dropout=0",
-             "--trainer.check_val_every_n_epoch=1000", "--data.batch_size=16"]  # fmt: skip
+             "--trainer.enable_checkpointing=false", f"--trainer.callbacks=[{STOP_WHEN_MEMORISED}]", "--model.lr=0.003",
+             "--model.dropout=0", "--trainer.check_val_every_n_epoch=1000", "--data.batch_size=16"]  # fmt: skip
     cli = run_lightning_cli(toy_args(toy_one_caption, model, *extra))
     assert cli.trainer.callback_metrics["train_ce"] < 0.05
     dm = cli.datamodule
