@@ -335,3 +335,21 @@ def test_stop_at_is_the_next_such_clock_time() -> None:
     evening = dt.datetime(2026, 12, 4, 22, 0)
     assert next_clock_time(evening, 0, 20) == dt.datetime(2026, 12, 5, 0, 20)
     assert next_clock_time(evening, 23, 5) == dt.datetime(2026, 12, 4, 23, 5)
+
+
+def test_recipe_table_reads_each_rows_best_epoch_and_its_validation_loss_rise(tmp_path: Path) -> None:
+    from lit_mc.report import transformer_recipe_figure, transformer_recipe_markdown
+
+    folder = tmp_path / "flickr8k" / "recipe"
+    folder.mkdir(parents=True)
+    curves = {"r0": [(0.40, 2.50), (0.45, 2.40), (0.44, 2.46)], "r1": [(0.38, 2.60), (0.47, 2.50), (0.50, 2.45)]}
+    for tag, curve in curves.items():
+        row = {"tag": tag, "overrides": {} if tag == "r0" else {"schedule": "cosine"}, "epochs": 3,
+               "curve": [{"epoch": e + 1, "val_cider": c, "val_loss": v} for e, (c, v) in enumerate(curve)],
+               "best_val_cider": max(c for c, _ in curve),
+               "best_epoch": 1 + max(range(3), key=lambda i: curve[i][0])}  # fmt: skip
+        (folder / f"{tag}.json").write_text(json.dumps(row))
+    lines = transformer_recipe_markdown(tmp_path).splitlines()
+    assert lines[2].split(" | ")[2:] == ["45.0", "2 of 3", "44.0", "+0.060 (lowest at epoch 2) |"]
+    assert lines[3].split(" | ")[1:] == ["schedule cosine", "50.0", "3 of 3", "50.0", "+0.000 (lowest at epoch 3) |"]
+    assert len(transformer_recipe_figure(tmp_path).axes[0].lines) == 2

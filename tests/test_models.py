@@ -48,6 +48,24 @@ def test_init_schemes_change_weights(scheme: str) -> None:
     assert float(other.features[0][0][0].bias.detach().abs().sum()) == 0
 
 
+def test_layer_output_stds_names_each_layer_and_measures_its_output() -> None:
+    """One std per conv and linear layer in forward order; the last is the logits' own std; with He init the
+    signal keeps its scale through the ReLU layers where N(0, 0.01) shrinks it layer by layer."""
+    from lit_mc.classification.models.convnet import layer_output_stds
+
+    x = torch.randn(64, 3, 32, 32)
+    torch.manual_seed(0)
+    net = ConvNet(channels=(8, 16), hidden=(32,), init="kaiming_normal").eval()
+    stds = layer_output_stds(net, x)
+    assert [name for name, _ in stds] == ["conv 1", "conv 2", "fc 1", "logits"]
+    assert stds[-1][1] == pytest.approx(float(net(x).std()))
+    assert not net.features[0][0][0]._forward_hooks  # the hooks are removed
+    torch.manual_seed(0)
+    small = layer_output_stds(ConvNet(channels=(8, 16), hidden=(32,), init="normal").eval(), x)
+    assert all(b < a / 3 for (_, a), (_, b) in zip(small, small[1:], strict=False))
+    assert all(s > 0.3 for _, s in stds)
+
+
 def test_bad_convnet_arguments() -> None:
     with pytest.raises(ValueError, match="odd"):
         ConvNet(kernel_size=4)

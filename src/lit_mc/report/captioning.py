@@ -102,6 +102,49 @@ def caption_curves_figure(root: Path | None = None) -> Figure:
     return fig
 
 
+def recipe_rows(root: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The transformer recipe rows the campaign wrote (``results/flickr8k/recipe/r*.json``), by tag."""
+    folder = (root or results_root()) / "flickr8k" / "recipe"
+    return {p.stem: read_json(p) for p in sorted(folder.glob("r*.json"))} if folder.is_dir() else {}
+
+
+def transformer_recipe_markdown(root: Path | None = None) -> str:
+    """The greedy recipe search on validation: each row's settings (against the shipped r0), its best greedy
+    validation CIDEr and epoch, and whether its validation cross-entropy rose from its minimum by the last epoch
+    (the overfitting the shipped recipe showed)."""
+    rows = []
+    for tag, row in recipe_rows(root).items():
+        curve = row["curve"]
+        losses = [c["val_loss"] for c in curve if c.get("val_loss") is not None]
+        lowest = min(range(len(losses)), key=losses.__getitem__) + 1 if losses else None
+        rise = f"{losses[-1] - min(losses):+.3f} (lowest at epoch {lowest})" if losses else "-"
+        settings = ", ".join(f"{k} {v}" for k, v in row["overrides"].items()) or "shipped: constant lr, dropout 0.1"
+        rows.append([tag, settings, f"{100 * row['best_val_cider']:.1f}", f"{row['best_epoch']} of {row['epochs']}",
+                     f"{100 * curve[-1]['val_cider']:.1f}", rise])  # fmt: skip
+    header = ["row", "settings", "best val CIDEr", "at epoch", "last-epoch val CIDEr", "val CE, last minus lowest"]
+    return markdown_table(header, rows)
+
+
+def transformer_recipe_figure(root: Path | None = None) -> Figure:
+    """Validation CIDEr (greedy) and cross-entropy per epoch of every recipe row."""
+    fig = Figure(figsize=(10, 3.4))
+    axes = fig.subplots(1, 2)
+    for i, (tag, row) in enumerate(recipe_rows(root).items()):
+        epochs = [c["epoch"] for c in row["curve"]]
+        axes[0].plot(epochs, [100 * c["val_cider"] for c in row["curve"]], "o-", color=f"C{i}", label=tag, ms=3)
+        losses = [(c["epoch"], c["val_loss"]) for c in row["curve"] if c.get("val_loss") is not None]
+        if losses:
+            axes[1].plot(*zip(*losses, strict=True), "o-", color=f"C{i}", label=tag, ms=3)
+    for ax, title in zip(axes, ("validation CIDEr (greedy, x100)", "validation cross-entropy"), strict=True):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, ncol=2)
+    fig.suptitle("Transformer recipe search, one run per row (seed 0)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def caption_examples_markdown(model: str, kind: str, root: Path | None = None) -> str:
     """The best- or worst-scored test captions of a model, with their references."""
     examples = read_json((root or results_root()) / "flickr8k" / model / "examples.json")

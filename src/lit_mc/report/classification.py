@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from matplotlib.figure import Figure
 
 from lit_mc.io import atomic_save_figure
-from lit_mc.report.common import markdown_table, read_json, results_root
+from lit_mc.report.common import bench_root, markdown_table, read_json, results_root
 
 if TYPE_CHECKING:
     from lit_mc.report.facts import Facts
@@ -419,3 +419,13 @@ def confusion_pairs_markdown(test_metrics: dict[str, Any], top: int = 5) -> str:
         share = count / max(1, sum(confusion[i]))
         rows.append([f"{names[i]} -> {names[j]}", count, f"{100 * share:.1f}%"])
     return markdown_table(["true -> predicted", "test images", "share of the true class"], rows)
+
+
+# -- weight initialisation ------------------------------------------------------------------------------------
+def init_signal_markdown(bench: Path | None = None) -> str:
+    """``benchmarks/init_signal.py``'s measurement as a table: one row per scheme, one column per layer (the
+    standard deviation of the layer's output at initialisation, on real training images)."""
+    signal = read_json((bench or bench_root()) / "init_signal.json")["inits"]
+    layers = [layer["layer"] for layer in next(iter(signal.values()))]
+    rows = [[init, *(f"{layer['std']:.3g}" for layer in stds)] for init, stds in signal.items()]
+    return markdown_table(["init", *layers], rows)

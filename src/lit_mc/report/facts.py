@@ -27,6 +27,7 @@ FORMATS: dict[str, Callable[[float], str]] = {
     "score_diff": lambda v: f"{100 * v:+.1f}",
     "int": lambda v: f"{int(v):,}",
     "decimal": lambda v: f"{v:.1f}",  # a mean of counts: 22.67 epochs -> 22.7
+    "sig3": lambda v: f"{v:.3g}",  # a scale over orders of magnitude: 5.87e-05, 0.0511, 2.17
     "loss": lambda v: f"{v:.3f}",  # a cross-entropy in nats: 0.77912 -> 0.779
     "lr": lambda v: f"{v:g}",
     "p": lambda v: f"{v:.3f}" if v >= 0.001 else "< 0.001",

@@ -145,3 +145,21 @@ class ConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+def layer_output_stds(net: nn.Module, images: torch.Tensor) -> list[tuple[str, float]]:
+    """The standard deviation of every conv and linear layer's output (before its activation) on ``images``, in
+    forward order, named ``conv 1``.., ``fc 1``.., ``logits``: the quantity the initialisation schemes are built
+    to keep (Glorot & Bengio 2010; He et al. 2015), measured instead of assumed."""
+    layers = [m for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    stds: list[float] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, y: stds.append(float(y.std()))) for m in layers]
+    try:
+        with torch.no_grad():
+            net(images)
+    finally:
+        for h in hooks:
+            h.remove()
+    convs = sum(isinstance(m, nn.Conv2d) for m in layers)
+    names = [f"conv {i + 1}" for i in range(convs)] + [f"fc {j + 1}" for j in range(len(layers) - convs - 1)]
+    return list(zip([*names, "logits"], stds, strict=True))
