@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 
+from lit_mc.captioning.attention_reading import greedy_attention
 from lit_mc.io import atomic_save_figure, run_folder
 from lit_mc.loggers import ReportTable, log_figure, log_table, wants_tables
 
@@ -140,24 +141,16 @@ def write_attention_maps(module, datamodule, batch: dict[str, Any], out: Path) -
         for m in written:
             plt.close(m.figure)
         return written
-    decoded = module.generate(batch["features"], beam_size=1)
-    if decoded.attention is None:
-        module.train(was_training)
-        return []
+    captions, attentions, heads = greedy_attention(module, batch["features"])
     written = []
-    for i, row in enumerate(batch["rows"].tolist()):
-        ids = decoded.tokens[i].tolist()
-        words = module.vocab.decode(ids).split()
+    for row, words, attention, maps in zip(batch["rows"].tolist(), captions, attentions, heads, strict=False):
         image = datamodule.image(row)
-        fig = attention_figure(image, words, decoded.attention[i], datamodule.grid)
+        fig = attention_figure(image, words, attention, datamodule.grid)
         path = out / f"row={row}.png"
         atomic_save_figure(fig, path, dpi=55)
         written.append(AttentionMap(path, fig, row, " ".join(words)))
-        if hasattr(module, "attention_maps") and words:
-            tokens = torch.tensor([[module.vocab.start, *ids[: len(words)]]], device=batch["features"].device)
-            with torch.no_grad():
-                maps = module.attention_maps(batch["features"][i : i + 1], tokens)[0]  # (layers, heads, T, cells)
-            t = max(range(len(words)), key=lambda j: len(words[j]))  # the longest word: usually a noun
+        if maps is not None:  # (layers, heads, T, cells): the transformer's heads at its longest word, usually a noun
+            t = max(range(len(words)), key=lambda j: len(words[j]))
             head_fig = head_figure(image, words[t], maps[:, :, t], datamodule.grid)
             head_path = out / f"row={row}_heads.png"
             atomic_save_figure(head_fig, head_path, dpi=55)
