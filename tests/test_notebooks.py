@@ -295,6 +295,17 @@ def test_a_setting_that_never_learned_is_flagged_and_earlier_verdicts_can_be_hid
     assert "supported (p 0.01)" in text and "supported" not in study_markdown(rep, verdicts=False)
 
 
+def test_a_setting_re_tuned_to_another_rate_says_the_rate_it_ran_at() -> None:
+    """The optimizer study's Adam row is labelled by its grid's base rate (lr=0.001) but ran at 0.0005."""
+    from lit_mc.report import study_markdown
+
+    summary = {"n": 2, "mean": 0.7, "std": 0.01, "ci_low": 0.68, "ci_high": 0.72}
+    adam = {"label": "optimizer=adam, lr=0.001", "values": [0.7, 0.7], "summary": summary, "wall_s": 60,
+            "setting": {"optimizer": "adam", "lr": 0.001}, "run_setting": {"optimizer": "adam", "lr": 0.0005}}
+    rep = {"hypothesis": "h", "reference": "r", "folds": 2, "budget": [], "metric": "val_acc", "rows": [adam]}
+    assert "| optimizer=adam, lr=0.001 (ran at lr=0.0005) |" in study_markdown(rep, verdicts=False)
+
+
 def test_a_retuned_rate_at_the_edge_of_its_grid_or_within_noise_is_flagged() -> None:
     from lit_mc.report.classification import retune_markdown
 

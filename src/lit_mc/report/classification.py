@@ -45,6 +45,10 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
+def _setting_value(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
+
+
 CHANCE_BAND = 0.15  # a CIFAR-10 accuracy below this (chance is 0.10) is a run that never learned
 
 
@@ -59,6 +63,9 @@ def study_markdown(report: dict[str, Any], verdicts: bool = True) -> str:
         ci = f"[{_pct(s['ci_low'])}, {_pct(s['ci_high'])}]" if s["n"] > 1 else "one run"
         mean = f"{_pct(s['mean'])} ± {_pct(s['std'])}" if s["n"] > 1 else _pct(s["mean"])
         label = row["label"] + (" (diverged)" if row.get("diverged") else "")
+        ran = {k: v for k, v in (row.get("run_setting") or {}).items() if row["setting"].get(k) != v}
+        if ran:  # a re-tuned rate: the label names the setting, this what its folds ran with
+            label += " (ran at " + ", ".join(f"{k.split('.')[-1]}={_setting_value(v)}" for k, v in ran.items()) + ")"
         if report["metric"] == "val_acc" and (stuck := sum(v < CHANCE_BAND for v in row["values"])):
             label += f" (at chance in {stuck} of {len(row['values'])} runs)"
         rows.append([label, mean, ci, params, flops, f"{row['wall_s'] / 60:.1f}"])
@@ -228,6 +235,9 @@ def study_console_tables(report: dict[str, Any]) -> list[Any]:
         spread = [f"{s['std']:.4f}", f"[{s['ci_low']:.4f}, {s['ci_high']:.4f}]"] if s["n"] > 1 else ["-", "one run"]
         cells = [f"{s['mean']:.4f}", *spread, " ".join(f"{v:.4f}" for v in row["values"])]
         label = row["label"] + (" (diverged)" if row.get("diverged") else "")
+        ran = {k: v for k, v in (row.get("run_setting") or {}).items() if row["setting"].get(k) != v}
+        if ran:  # a re-tuned rate: the label names the setting, this what its folds ran with
+            label += " (ran at " + ", ".join(f"{k.split('.')[-1]}={_setting_value(v)}" for k, v in ran.items()) + ")"
         if row.get("run_setting") not in (None, row["setting"]):
             label += f" -> {', '.join(f'{k.split(chr(46))[-1]}={v}' for k, v in row['run_setting'].items())}"
         table.add_row(label, *cells, f"{(row.get('params') or 0) / 1e3:.0f}k",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ FORMATS: dict[str, Callable[[float], str]] = {
 RULES: dict[str, Callable[..., float]] = {
     "difference": lambda a, b: a - b,
     "ratio": lambda a, b: a / b,
+    "bonferroni": lambda p, m: min(1.0, p * m),  # Holm's adjustment of the smallest of m p-values
+    "median": lambda *v: statistics.median(v),
     "max": lambda *v: max(v),
     "min": lambda *v: min(v),
     "mean": lambda *v: sum(v) / len(v),
@@ -75,6 +78,7 @@ REDUCERS: dict[str, Callable[[list[float]], float]] = {  # over a list, e.g. a c
     "last": lambda v: v[-1],
     "count": len,
     "positive": lambda v: sum(x > 0 for x in v),  # e.g. the folds in which a paired difference favours the first
+    "epochs_at_chance": lambda v: next((i for i, x in enumerate(v) if x >= 0.15), len(v)),  # leading, below 15%
     "argmax_epoch": lambda v: v.index(max(v)) + 1,  # epochs counted from 1, as the text says them
     "argmin_epoch": lambda v: v.index(min(v)) + 1,
 }
