@@ -18,7 +18,7 @@ from lit_mc.report.captioning import (
 
 
 def write_run(folder: Path, beam: int, cider: float, diversity: bool = True, decoding: bool = False) -> None:
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     scores = {m: 0.2 for m in CAPTION_METRICS} | {"cider": cider}
     (folder / "test_metrics.json").write_text(json.dumps({f"beam{beam}": scores, "beam9": {"cider": 9.0}}))
     summary = {"beam": beam, "mean_cider": cider}
@@ -47,11 +47,14 @@ def test_seeds_are_summarised_by_mean_and_spread_and_single_runs_as_they_are(tmp
     write_run(root / "show_and_tell", beam=1, cider=0.49, diversity=False)
     (root / "notes").mkdir()  # a folder without an analysed run is not a run
     assert {k: len(v) for k, v in caption_result_runs(tmp_path).items()} == {"show_and_tell": 1, "transformer": 3}
+    write_run(root / "transformer", beam=3, cider=0.42)  # a first-round single run beside the seeds: not counted
+    assert [p.name for p in caption_result_runs(tmp_path)["transformer"]] == ["seed0", "seed1", "seed2"]
     rows = rows_of(caption_seed_table(tmp_path))
     assert rows["transformer"][:2] == ["3", "beam 3 / penalty 0.5 (validation)"]
     assert rows["transformer"][-3] == "62.0 ± 2.0"  # CIDEr at the analysed beam, not beam 9
     assert rows["transformer"][-2:] == ["12.50M (2.50M trained)", "31.2"]
-    assert rows["show_and_tell"][:2] == ["1", "greedy"] and rows["show_and_tell"][-3:] == ["49.0", "-", "-"]
+    single = rows["show_and_tell (first round)"]  # a run from before the seeded layout says so
+    assert single[:2] == ["1", "greedy"] and single[-3:] == ["49.0", "-", "-"]
     diversity = rows_of(caption_diversity_table(tmp_path))
     assert list(diversity) == ["transformer"]  # the run analysed before diversity was stored is left out
     assert diversity["transformer"] == ["1000", "40.0", "25.0", "310", "1.0", "0.05", "9.2", "70 / 50 / 30"]

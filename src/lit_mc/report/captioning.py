@@ -235,7 +235,11 @@ def side_by_side_captions_markdown(
     import csv
     import random
 
-    runs = {name: folders[0] for name, folders in caption_result_runs(root).items()}
+    runs = {
+        name: folders[0]
+        for name, folders in caption_result_runs(root).items()
+        if (folders[0] / "per_image.csv").is_file()
+    }  # runs analysed before per-image scores were stored: none
     captions: dict[str, dict[str, tuple[str, float]]] = {}
     for name, folder in runs.items():
         with (folder / "per_image.csv").open() as f:
@@ -323,13 +327,14 @@ def paired_comparison_markdown(models: Sequence[str], against: str, root: Path |
 
 # -- the campaign's layout: results/flickr8k/<name>/ (one run) or results/flickr8k/<name>/seed<k>/ (several) --------
 def caption_result_runs(root: Path | None = None) -> dict[str, list[Path]]:
-    """``name -> result folders`` of every analysed captioning run: ``<name>/`` itself when it holds one run's
-    ``examples.json``, else its ``seed*/`` folders (one per seed), in name order."""
+    """``name -> result folders`` of every analysed captioning run: its ``seed*/`` folders (one per seed) when it
+    has any, else ``<name>/`` itself when it holds one run's ``examples.json`` (the first round's single runs stay
+    beside their seeds until the seeds replace them), in name order."""
     root = (root or results_root()) / "flickr8k"
     found: dict[str, list[Path]] = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         seeds = sorted(p for p in folder.glob("seed*") if (p / "examples.json").is_file())
-        runs = [folder] if (folder / "examples.json").is_file() else seeds
+        runs = seeds or ([folder] if (folder / "examples.json").is_file() else [])
         if runs:
             found[folder.name] = runs
     return found
@@ -365,7 +370,8 @@ def caption_seed_table(root: Path | None = None) -> str:
         params = f"{size['params'] / 1e6:.2f}M ({size['trained_params'] / 1e6:.2f}M trained)" if size else "-"
         flops = f"{size['mflops_per_caption']:.1f}" if size else "-"
         cells = [_mean_sd([s[m] for _, s in scores]) for m in CAPTION_METRICS if all(m in s for _, s in scores)]
-        rows.append([name, len(runs), decoding, *cells, params, flops])
+        first_round = not runs[0].name.startswith("seed")  # a single run from before the seeded campaign
+        rows.append([name + (" (first round)" if first_round else ""), len(runs), decoding, *cells, params, flops])
     header = ["run", "seeds", "decoding", "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr",
               "parameters", "MFLOPs / caption"]  # fmt: skip
     return markdown_table(header, rows)
