@@ -300,8 +300,14 @@ def test_a_setting_re_tuned_to_another_rate_says_the_rate_it_ran_at() -> None:
     from lit_mc.report import study_markdown
 
     summary = {"n": 2, "mean": 0.7, "std": 0.01, "ci_low": 0.68, "ci_high": 0.72}
-    adam = {"label": "optimizer=adam, lr=0.001", "values": [0.7, 0.7], "summary": summary, "wall_s": 60,
-            "setting": {"optimizer": "adam", "lr": 0.001}, "run_setting": {"optimizer": "adam", "lr": 0.0005}}
+    adam = {
+        "label": "optimizer=adam, lr=0.001",
+        "values": [0.7, 0.7],
+        "summary": summary,
+        "wall_s": 60,
+        "setting": {"optimizer": "adam", "lr": 0.001},
+        "run_setting": {"optimizer": "adam", "lr": 0.0005},
+    }
     rep = {"hypothesis": "h", "reference": "r", "folds": 2, "budget": [], "metric": "val_acc", "rows": [adam]}
     assert "| optimizer=adam, lr=0.001 (ran at lr=0.0005) |" in study_markdown(rep, verdicts=False)
 
