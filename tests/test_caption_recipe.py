@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -310,9 +311,29 @@ def test_the_campaign_runs_jobs_in_dependency_order_and_starts_none_after_its_st
     jobs = [job("b", needs=("a",)), job("a"), job("bad", code=3), job("c", needs=("bad",))]
     report = run(Campaign(logs=tmp_path), jobs, workers=2, stop_at=None, logs=tmp_path / "logs")
     assert report.index("a: done") < report.index("b: done") and done == {"a", "b"}  # after(): only on success
-    assert any(r.startswith("bad: failed (exit 3") for r in report) and "c: not started (needs a failed job)" in report
+    assert any(r.startswith("bad: failed (exit 3") for r in report) and "c: not started (needs failed bad)" in report
     late = run(Campaign(logs=tmp_path), [job("d")], 2, dt.datetime.now() - dt.timedelta(minutes=1), tmp_path / "l")
     assert late == ["d: not started (--stop-at)"] and not (tmp_path / "d").exists()
+
+
+def test_only_keeps_the_done_jobs_a_selected_job_needs(tmp_path: Path) -> None:
+    """``--only scst`` after the seeds ran in an earlier session: the seeds count as done, not as missing."""
+    from lit_mc.campaigns.flickr8k import Campaign, Job, run, select_jobs
+
+    seed_done = tmp_path / "seed"
+    seed_done.touch()
+    command = [sys.executable, "-c", f"import pathlib; pathlib.Path({str(tmp_path / 'scst')!r}).touch()"]
+    jobs = [Job("seed", lambda: [], seed_done.is_file, group="xe"), Job("other", lambda: [], lambda: False, group="xe"),
+            Job("scst", lambda: [command], (tmp_path / "scst").is_file, ("seed",), group="scst")]  # fmt: skip
+    chosen = select_jobs(jobs, "scst")
+    assert [j.name for j in chosen] == ["seed", "scst"]  # "other" is neither selected nor done
+    assert run(Campaign(logs=tmp_path), chosen, 1, None, tmp_path / "logs") == ["seed: done before", "scst: done"]
+    alone = run(Campaign(logs=tmp_path), [jobs[2]], 1, None, tmp_path / "logs")
+    assert alone == ["scst: done before"]
+    lonely = Job("scst2", lambda: [command], lambda: False, ("other",), group="scst")
+    assert run(Campaign(logs=tmp_path), [lonely], 1, None, tmp_path / "l") == [
+        "scst2: not started (needs other: not done and not selected)"
+    ]
 
 
 def test_a_campaign_fit_command_is_a_valid_lit_mc_fit(tmp_path: Path) -> None:

@@ -329,10 +329,27 @@ def run(camp: Campaign, jobs: list[Job], workers: int, stop_at: dt.datetime | No
             steps.start()
             print(f"{job.name}: started ({steps.log})", flush=True)
         if not running:
-            report += [f"{j.name}: not started" + (" (--stop-at)" if late else " (needs a failed job)")
+            report += [f"{j.name}: not started (" + ("--stop-at" if late else _unmet(j, status)) + ")"
                        for j in jobs if j.name not in status]  # fmt: skip
             return report
         time.sleep(5)
+
+
+def _unmet(job: Job, status: dict[str, str]) -> str:
+    """Why a job's needs are not met: which failed, and which are not in this campaign (left out by ``--only``)."""
+    failed = [n for n in job.needs if status.get(n) == "failed"]
+    missing = [n for n in job.needs if n not in status]
+    return "; ".join([*([f"needs failed {', '.join(failed)}"] if failed else []),
+                      *([f"needs {', '.join(missing)}: not done and not selected"] if missing else [])])  # fmt: skip
+
+
+def select_jobs(jobs: list[Job], only: str | None) -> list[Job]:
+    """The jobs of the ``--only`` groups (all when None), plus every job already done: a selected job's needs
+    that earlier sessions finished count as met even when their group is not selected."""
+    if not only:
+        return jobs
+    groups = set(only.split(","))
+    return [j for j in jobs if j.group in groups or j.group.split(" ")[0] in groups or j.done()]
 
 
 def next_clock_time(now: dt.datetime, hour: int, minute: int) -> dt.datetime:
@@ -350,9 +367,7 @@ def main(argv: list[str] | None = None) -> None:
     opts = parser.parse_args(argv)
     camp = Campaign()
     jobs = all_jobs(camp)
-    if opts.only:
-        groups = set(opts.only.split(","))
-        jobs = [j for j in jobs if j.group in groups or j.group.split(" ")[0] in groups]
+    jobs = select_jobs(jobs, opts.only)
     if opts.dry_run:
         for j in jobs:
             print(
