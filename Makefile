@@ -8,7 +8,7 @@ LIT_MC_DATA ?= data
 CONFIG ?= configs/cifar10/baseline.yaml
 export LIT_MC_DATA
 
-.PHONY: install data data-flickr8k train test lint bench notebooks slides clean
+.PHONY: install data data-flickr8k train test lint bench notebooks readme slides clean
 
 $(BIN)/lit-mc: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ bench: data
 # the jupytext files notebooks/*.py, paired with the .ipynb: edit either (Jupyter with jupytext saves both).
 notebooks: install
 	$(BIN)/python notebooks/execute.py
+
+# The README's result tables (between <!-- NAME:start/end --> markers), rendered from results/.
+readme: install
+	$(BIN)/python -m lit_mc.report.readme
 
 # The two slide decks (slides/*.html, reveal.js inlined, code hidden) from the stored results, and a screenshot of every
 # slide (slides/screenshots/) when Chromium is installed (apt-get install chromium). reveal.js comes from npm.

@@ -130,6 +130,19 @@ def test_paired_comparison_table_from_per_image_files(tmp_path) -> None:  # noqa
     assert "| better | 30 | +20.0 [+20.0, +20.0] | 0 | +10.0 [+10.0, +10.0] | 0 |" in table
 
 
+def test_a_model_with_seeds_is_compared_by_each_images_mean_over_its_seeds(tmp_path) -> None:  # noqa: ANN001
+    from lit_mc.report import read_per_image
+
+    for seed, cider in ((0, 0.4), (1, 0.6)):
+        folder = tmp_path / "flickr8k" / "model" / f"seed{seed}"
+        folder.mkdir(parents=True)
+        (folder / "examples.json").write_text("{}")
+        rows = [f"{i},img{i}.jpg,a caption,{cider + i:.6f},0.2" for i in range(3)]
+        (folder / "per_image.csv").write_text("row,image,caption,cider,bleu4\n" + "\n".join(rows) + "\n")
+    assert read_per_image("model", tmp_path)["img2.jpg"] == pytest.approx({"cider": 2.5, "bleu4": 0.2})
+    assert read_per_image("model/seed1", tmp_path)["img0.jpg"]["cider"] == pytest.approx(0.6)
+
+
 def test_cider_d_with_fixed_document_frequencies_equals_pycocoevalcap_on_its_own_corpus() -> None:
     from pycocoevalcap.cider.cider import Cider
 

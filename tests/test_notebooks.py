@@ -357,3 +357,27 @@ def test_typed_numbers_are_found_outside_code_names_and_years() -> None:
     assert typed_numbers("Accuracy rose to 75.5% after 20 epochs at lr 0.04.") == ["75.5%", "20", "0.04"]
     allowed = "## 3. CIFAR-10 with `--folds 5`, 3x3 kernels, uint8 and F1 (Smith & Le 2018), studies 4-12"
     assert typed_numbers(allowed) == []
+
+
+def test_readme_result_tables_are_rendered_from_the_committed_results() -> None:
+    """The README's rendered blocks (`python -m lit_mc.report.readme`) say what `results/` holds now."""
+    from lit_mc.report.readme import render
+
+    _, changed = render((REPO / "README.md").read_text(), REPO / "results")
+    assert changed == [], f"README blocks {changed} are out of date: run python -m lit_mc.report.readme"
+
+
+def test_a_readme_block_that_drifted_is_rendered_again(tmp_path: Path) -> None:
+    from lit_mc.report.readme import render
+
+    flickr = tmp_path / "flickr8k" / "recipe"
+    flickr.mkdir(parents=True)
+    curve = [{"epoch": 7, "val_cider": 0.39, "val_loss": 2.5}, {"epoch": 8, "val_cider": 0.38, "val_loss": 2.6}]
+    row = {"tag": "r0", "overrides": {}, "epochs": 8, "best_val_cider": 0.39, "best_epoch": 7, "curve": curve}
+    (flickr / "r0.json").write_text(json.dumps(row))
+    text = "intro\n<!-- captions:start -->\n| r0 | 41.0 |\n<!-- captions:end -->\nrest\n"
+    rendered, changed = render(text, tmp_path)
+    assert changed == ["captions"] and "| 39.0 |" in rendered and "41.0" not in rendered
+    assert rendered.startswith("intro\n<!-- captions:start -->\n")
+    assert rendered.endswith("<!-- captions:end -->\nrest\n")
+    assert render(rendered, tmp_path)[1] == []

@@ -294,14 +294,23 @@ def caption_data_overview(data_dir: Path, min_count: int = 5, samples: int = 3) 
 
 
 def read_per_image(model: str, root: Path | None = None) -> dict[str, dict[str, float]]:
-    """``image -> {cider, bleu4}`` of a model's test captions (``results/flickr8k/<model>/per_image.csv``)."""
+    """``image -> {cider, bleu4}`` of a model's test captions (``results/flickr8k/<model>/per_image.csv``). A model
+    with seed folders gives each image's mean over its seeds (a comparison over images then holds the seed noise
+    of each image's score at a third of one seed's); ``model/seedK`` names one seed."""
     import csv
 
-    path = (root or results_root()) / "flickr8k" / model / "per_image.csv"
-    if not path.is_file():
-        raise LitMcError(f"result file {path} does not exist", "run python -m lit_mc.report.caption_runs on the run")
-    with path.open() as f:
-        return {r["image"]: {"cider": float(r["cider"]), "bleu4": float(r["bleu4"])} for r in csv.DictReader(f)}
+    flickr = (root or results_root()) / "flickr8k"
+    runs = [flickr / model] if (flickr / model / "per_image.csv").is_file() else caption_result_runs(root).get(model)
+    if not runs or not all((run / "per_image.csv").is_file() for run in runs):
+        raise LitMcError(f"result file {flickr / model / 'per_image.csv'} does not exist",
+                         "run python -m lit_mc.report.caption_runs on the run")  # fmt: skip
+    seeds = []
+    for run in runs:
+        with (run / "per_image.csv").open() as f:
+            seeds.append({r["image"]: (float(r["cider"]), float(r["bleu4"])) for r in csv.DictReader(f)})
+    images = set.intersection(*(set(s) for s in seeds))
+    return {i: {"cider": sum(s[i][0] for s in seeds) / len(seeds), "bleu4": sum(s[i][1] for s in seeds) / len(seeds)}
+            for i in sorted(images)}  # fmt: skip
 
 
 def paired_comparison_markdown(models: Sequence[str], against: str, root: Path | None = None) -> str:
