@@ -329,6 +329,25 @@ def test_the_campaign_runs_jobs_in_dependency_order_and_starts_none_after_its_st
     assert late == ["d: not started (--stop-at)"] and not (tmp_path / "d").exists()
 
 
+def test_the_transformer_seeds_take_the_best_row_but_the_size_row_and_its_epochs(tmp_path: Path) -> None:
+    """r7 (width / depth) is a check run after the seeds: they neither wait for it nor take its settings."""
+    from lit_mc.campaigns.flickr8k import CHANGES, FIRST_ROWS, RECIPE_EPOCHS, Campaign, all_jobs
+
+    recipe = tmp_path / "flickr8k" / "recipe"
+    recipe.mkdir(parents=True)
+    rows = {**FIRST_ROWS, **dict(CHANGES)}
+    for i, (tag, overrides) in enumerate(rows.items()):  # r7 best of all, then r6
+        (recipe / f"{tag}.json").write_text(json.dumps({"tag": tag, "overrides": overrides, "best_val_cider": i}))
+    camp = Campaign(results=tmp_path / "flickr8k", logs=tmp_path / "logs")
+    jobs = {j.name: j for j in all_jobs(camp)}
+    assert "recipe r7" not in jobs["transformer seed 0"].needs and "recipe r6" in jobs["transformer seed 0"].needs
+    assert list(jobs)[-1] == "recipe r7"  # started after everything else
+    fit = jobs["transformer seed 0"].command()[0]
+    assert "--model.init_args.weight_decay=0.0" in fit and "--model.init_args.d_model=512" not in fit  # r6's
+    assert f"--trainer.max_epochs={RECIPE_EPOCHS}" in fit
+    assert not any(a.startswith("--trainer.max_epochs") for a in jobs["show_and_tell seed 0"].command()[0])
+
+
 def test_only_keeps_the_done_jobs_a_selected_job_needs(tmp_path: Path) -> None:
     """``--only scst`` after the seeds ran in an earlier session: the seeds count as done, not as missing."""
     from lit_mc.campaigns.flickr8k import Campaign, Job, run, select_jobs
