@@ -13,8 +13,9 @@ inverse-sqrt or cosine decay (dropout 0.3, label smoothing 0.1, weight decay 0.0
 each change one setting of the best row so far (dropout 0.1, peak learning rate 8e-4 instead of 4e-4, no label
 smoothing, no weight decay, width 512 / 3 layers). The best of r0-r6 is the recipe the transformer's seeds train
 with, for the recipe's 8 epochs; r7, the size row, is not waited for (about five times a row's compute, more than a
-session gives one thread), so the seeds keep 256 / 2 and r7 is reported against r0-r6 when it has run. ``--stop-at`` starts no run after that clock time (the runs in flight finish), so a session ends with finished
-runs, not lost ones.
+session gives one thread), so the seeds keep 256 / 2 and r7 is reported against r0-r6 when it has run.
+``--stop-at`` starts no run after that clock time (the runs in flight finish), so a session ends with finished runs,
+not lost ones.
 """
 
 from __future__ import annotations
