@@ -368,6 +368,30 @@ def test_only_keeps_the_done_jobs_a_selected_job_needs(tmp_path: Path) -> None:
     ]
 
 
+def test_a_job_another_campaign_process_runs_is_left_to_it_and_a_stale_lock_is_taken_over(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from lit_mc.campaigns.flickr8k import Campaign, Job, run
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    marker = tmp_path / "a"
+    command = [sys.executable, "-c", f"import pathlib; pathlib.Path({str(marker)!r}).touch()"]
+    a = Job("a", lambda: [command], marker.is_file)
+    b = Job("b", lambda: [], lambda: False, ("a",))
+    (logs / "a.lock").write_text(str(os.getppid()))  # a live process that is not this one holds it
+    report = run(Campaign(logs=tmp_path), [a, b], 2, None, logs)
+    assert report == [f"a: not started (running in campaign process {os.getppid()})",
+                      "b: not started (needs a: running in another campaign process)"]  # fmt: skip
+    assert not marker.exists()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (logs / "a.lock").write_text(str(gone.pid))  # its process has ended
+    assert run(Campaign(logs=tmp_path), [a], 1, None, logs) == ["a: done"] and marker.exists()
+    assert not (logs / "a.lock").exists()
+
+
 def test_a_campaign_fit_command_is_a_valid_lit_mc_fit(tmp_path: Path) -> None:
     import subprocess
 

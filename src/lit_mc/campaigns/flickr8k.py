@@ -325,6 +325,7 @@ def run(camp: Campaign, jobs: list[Job], workers: int, stop_at: dt.datetime | No
                 continue
             del running[name]
             job = steps.job
+            _lock_file(logs, job).unlink(missing_ok=True)
             if steps.returncode == 0 and job.after is not None:
                 job.after()
             ok = steps.returncode == 0 and job.done()
@@ -336,6 +337,12 @@ def run(camp: Campaign, jobs: list[Job], workers: int, stop_at: dt.datetime | No
                  and all(status.get(n) == "done" for n in j.needs)]  # fmt: skip
         while ready and len(running) < workers and not late:
             job = ready.pop(0)
+            other = _take_lock(logs, job)
+            if other is not None:  # a second campaign process runs it: its folder is not shared
+                status[job.name] = "elsewhere"
+                report.append(f"{job.name}: not started (running in campaign process {other})")
+                print(report[-1], flush=True)
+                continue
             steps = _Steps(job, camp, logs / f"{job.name.replace(' ', '_')}.log")
             running[job.name] = steps
             steps.start()
@@ -347,11 +354,41 @@ def run(camp: Campaign, jobs: list[Job], workers: int, stop_at: dt.datetime | No
         time.sleep(5)
 
 
+def _lock_file(logs: Path, job: Job) -> Path:
+    return logs / f"{job.name.replace(' ', '_')}.lock"
+
+
+def _take_lock(logs: Path, job: Job) -> int | None:
+    """Claim ``job`` for this process (its lock file holds our pid); the pid of the live campaign process that holds
+    it instead, if any. A lock left by a process that has ended is taken over."""
+    lock = _lock_file(logs, job)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text() or 0)
+                os.kill(pid, 0)
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            except PermissionError:  # alive, another user's
+                pass
+            return pid if pid != os.getpid() else None
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return None
+    return None
+
+
 def _unmet(job: Job, status: dict[str, str]) -> str:
     """Why a job's needs are not met: which failed, and which are not in this campaign (left out by ``--only``)."""
     failed = [n for n in job.needs if status.get(n) == "failed"]
     missing = [n for n in job.needs if n not in status]
+    elsewhere = [n for n in job.needs if status.get(n) == "elsewhere"]
     return "; ".join([*([f"needs failed {', '.join(failed)}"] if failed else []),
+                      *([f"needs {', '.join(elsewhere)}: running in another campaign process"] if elsewhere else []),
                       *([f"needs {', '.join(missing)}: not done and not selected"] if missing else [])])  # fmt: skip
 
 
