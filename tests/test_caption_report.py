@@ -55,6 +55,8 @@ def test_seeds_are_summarised_by_mean_and_spread_and_single_runs_as_they_are(tmp
     assert rows["transformer"][-2:] == ["12.50M (2.50M trained)", "31.2"]
     single = rows["show_and_tell (first round)"]  # a run from before the seeded layout says so
     assert single[:2] == ["1", "greedy"] and single[-3:] == ["49.0", "-", "-"]
+    write_run(root / "show_and_tell_scst", beam=3, cider=0.55, decoding=True, diversity=False)  # a single run by design
+    assert rows_of(caption_seed_table(tmp_path))["show_and_tell_scst"][:2] == ["1", "beam 3 / penalty 0.5 (validation)"]
     diversity = rows_of(caption_diversity_table(tmp_path))
     assert list(diversity) == ["transformer"]  # the run analysed before diversity was stored is left out
     assert diversity["transformer"] == ["1000", "40.0", "25.0", "310", "1.0", "0.05", "9.2", "70 / 50 / 30"]

@@ -379,7 +379,8 @@ def caption_seed_table(root: Path | None = None) -> str:
         params = f"{size['params'] / 1e6:.2f}M ({size['trained_params'] / 1e6:.2f}M trained)" if size else "-"
         flops = f"{size['mflops_per_caption']:.1f}" if size else "-"
         cells = [_mean_sd([s[m] for _, s in scores]) for m in CAPTION_METRICS if all(m in s for _, s in scores)]
-        first_round = not runs[0].name.startswith("seed")  # a single run from before the seeded campaign
+        # a captioner's single run from before the seeded campaign (SCST and prefix-LM rows are single by design)
+        first_round = name in CAPTIONERS and not runs[0].name.startswith("seed")
         rows.append([name + (" (first round)" if first_round else ""), len(runs), decoding, *cells, params, flops])
     header = ["run", "seeds", "decoding", "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr",
               "parameters", "MFLOPs / caption"]  # fmt: skip
