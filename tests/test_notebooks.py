@@ -320,11 +320,13 @@ def test_a_retuned_rate_at_the_edge_of_its_grid_or_within_noise_is_flagged() -> 
         tune = {"fold": 0, "values": values, "scores": scores, "chosen": values[scores.index(max(scores))]}
         return {"label": label, "val_images": 5000, "retune": tune}
 
-    text = retune_markdown({"rows": [row("plain", [0.689, 0.679, 0.697]), row("bn", [0.72, 0.76, 0.75])]})
-    plain, bn = text.splitlines()[1:]
+    rows = [row("plain", [0.689, 0.679, 0.697]), row("bn", [0.72, 0.76, 0.73]), row("he", [0.659, 0.661, 0.10])]
+    plain, bn, he = retune_markdown({"rows": rows}).splitlines()[1:]
     assert plain.startswith("- plain: 0.02: 68.9, 0.04: 67.9, 0.08: 69.7 (fold 0) -> 0.08 (the largest candidate")
-    assert "not resolved" in plain
-    assert bn == "- bn: 0.02: 72.0, 0.04: 76.0, 0.08: 75.0 (fold 0) -> 0.04"  # inside the grid, 4 points apart
+    assert "the runner-up 0.02 is 0.80 points behind" in plain and "not resolved" in plain
+    assert bn == "- bn: 0.02: 72.0, 0.04: 76.0, 0.08: 73.0 (fold 0) -> 0.04"  # inside the grid, 3 points ahead
+    assert "the runner-up 0.02 is 0.20 points behind" in he  # the diverged 0.08 does not hide the tie
+    assert retune_markdown({"rows": [{"label": "x"}]}) == ""
     assert retune_markdown({"rows": [{"label": "x"}]}) == ""
 
 

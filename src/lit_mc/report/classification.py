@@ -101,10 +101,14 @@ def study_markdown(report: dict[str, Any], verdicts: bool = True) -> str:
     return "\n\n".join(parts)
 
 
+CHANCE_PLATEAU = 0.15  # validation accuracy of a candidate that diverged or never left chance (10 classes)
+
+
 def retune_markdown(report: dict[str, Any]) -> str:
     """How each setting's learning rate was chosen (the candidates' scores on the retuning fold), flagging a choice
     at the edge of the candidates (the best rate may lie beyond them) and candidates that single runs cannot tell
-    apart (their spread within the error of a difference of two runs, sqrt(2) x twice the binomial error)."""
+    apart (the best and the runner-up among those that learned within the error of a difference of two runs,
+    sqrt(2) x twice the binomial error)."""
     lines = []
     for row in report["rows"]:
         tune = row.get("retune")
@@ -119,13 +123,14 @@ def retune_markdown(report: dict[str, Any]) -> str:
             notes.append(f"the {'largest' if chosen == max(values) else 'smallest'} candidate, so the best rate may "
                          "lie beyond the grid")  # fmt: skip
         n = row.get("val_images")
-        if n and len(scores) > 1:
-            best = max(scores)
+        learned = sorted(((s, v) for v, s in zip(values, scores, strict=True) if s > CHANCE_PLATEAU), reverse=True)
+        if n and len(learned) > 1:  # a diverged or never-learning candidate says nothing about the close ones
+            (best, _), (second, runner_up) = learned[:2]
             error = 2 * (2 * best * (1 - best) / n) ** 0.5
-            spread = max(scores) - min(scores)
-            if spread <= error:
-                notes.append(f"the candidates span {100 * spread:.2f} points, within the {100 * error:.2f}-point "
-                             "error of a difference of two single runs: not resolved")  # fmt: skip
+            if best - second <= error:
+                gap = f"the runner-up {runner_up:g} is {100 * (best - second):.2f} points behind"
+                notes.append(f"{gap}, within the {100 * error:.2f}-point error of a difference of two single runs: "
+                             "not resolved")  # fmt: skip
         lines.append(f"- {text}" + (f" ({'; '.join(notes)})" if notes else ""))
     return ("**Learning rate re-tuned per setting** (candidate: validation accuracy %):\n" + "\n".join(lines)
             if lines else "")  # fmt: skip
