@@ -143,6 +143,21 @@ def test_a_model_with_seeds_is_compared_by_each_images_mean_over_its_seeds(tmp_p
     assert read_per_image("model/seed1", tmp_path)["img0.jpg"]["cider"] == pytest.approx(0.6)
 
 
+def test_an_scst_run_is_compared_with_the_seed_it_started_from(tmp_path) -> None:  # noqa: ANN001
+    from lit_mc.report import scst_comparison_markdown
+
+    for folder, shift in (("show_and_tell/seed0", 0.3), ("show_and_tell/seed1", 0.0), ("show_and_tell_scst", 0.1)):
+        run = tmp_path / "flickr8k" / folder
+        run.mkdir(parents=True)
+        (run / "examples.json").write_text("{}")
+        rows = [f"{i},img{i}.jpg,a caption,{0.5 + shift + 0.01 * i:.6f},{0.2 + shift / 2:.6f}" for i in range(30)]
+        (run / "per_image.csv").write_text("row,image,caption,cider,bleu4\n" + "\n".join(rows) + "\n")
+    start = "lightning_logs/flickr8k_show_and_tell_s1/version_0/checkpoints/best-epoch=09-val_cider=0.4204.ckpt"
+    (tmp_path / "flickr8k/show_and_tell_scst/config.yaml").write_text(f"model:\n  init_args:\n    init_from: {start}\n")
+    table = scst_comparison_markdown(tmp_path)
+    assert "| show_and_tell_scst | show_and_tell/seed1 | 64.5 -> 74.5 | +10.0 [+10.0, +10.0] | 20.0 -> 25.0 |" in table
+
+
 def test_cider_d_with_fixed_document_frequencies_equals_pycocoevalcap_on_its_own_corpus() -> None:
     from pycocoevalcap.cider.cider import Cider
 

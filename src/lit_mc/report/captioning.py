@@ -334,6 +334,45 @@ def paired_comparison_markdown(models: Sequence[str], against: str, root: Path |
     return markdown_table(header, rows)
 
 
+def scst_start(run: Path) -> str | None:
+    """The result name (``model/seedK``) of the cross-entropy seed an SCST result folder started from, read from its
+    run's ``config.yaml`` (``model.init_args.init_from``: ``.../flickr8k_<model>_s<K>/version_N/checkpoints/...``)."""
+    import re
+
+    import yaml
+
+    config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
+    start = str(((config.get("model") or {}).get("init_args") or {}).get("init_from") or "")
+    found = re.search(r"flickr8k_(\w+?)_s(\d+)/", start)
+    return f"{found.group(1)}/seed{found.group(2)}" if found else None
+
+
+def scst_comparison_markdown(root: Path | None = None) -> str:
+    """Each SCST run against the cross-entropy seed it started from, on the same test images: both runs' CIDEr and
+    BLEU-4 (x100) at their validation-chosen decoding, and the per-image difference with its 95% paired-bootstrap
+    interval (10,000 resamples of the images)."""
+    from lit_mc.studies.stats import paired_bootstrap
+
+    rows = []
+    for name, runs in caption_result_runs(root).items():
+        start = scst_start(runs[0]) if name.endswith("_scst") else None
+        if start is None:
+            continue
+        mine, base = read_per_image(name, root), read_per_image(start, root)
+        images = sorted(set(mine) & set(base))
+        cells = [name, start]
+        for metric in ("cider", "bleu4"):
+            r = paired_bootstrap([mine[i][metric] for i in images], [base[i][metric] for i in images])
+            before = sum(base[i][metric] for i in images) / len(images)
+            after = sum(mine[i][metric] for i in images) / len(images)
+            cells += [f"{100 * before:.1f} -> {100 * after:.1f}",
+                      f"{100 * r['mean']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]"]  # fmt: skip
+        rows.append(cells)
+    header = ["SCST run", "started from", "CIDEr-D (XE -> SCST)", "difference [95% CI]", "BLEU-4 (XE -> SCST)",
+              "difference [95% CI]"]  # fmt: skip
+    return markdown_table(header, rows) if rows else ""
+
+
 # -- the campaign's layout: results/flickr8k/<name>/ (one run) or results/flickr8k/<name>/seed<k>/ (several) --------
 def caption_result_runs(root: Path | None = None) -> dict[str, list[Path]]:
     """``name -> result folders`` of every analysed captioning run: its ``seed*/`` folders (one per seed) when it

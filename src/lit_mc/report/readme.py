@@ -20,6 +20,7 @@ from lit_mc.report.captioning import (
     caption_result_runs,
     caption_seed_table,
     paired_comparison_markdown,
+    scst_comparison_markdown,
     transformer_recipe_markdown,
 )
 
@@ -34,6 +35,10 @@ def captions_block(root: Path) -> str:
         parts += ["Each run minus Show and Tell on the same test images (per-image CIDEr-D and BLEU-4, x100; a run "
                   "with seeds counts each image's mean over them), 95% paired-bootstrap interval over the images:",
                   paired_comparison_markdown(others, "show_and_tell", root)]  # fmt: skip
+    scst = scst_comparison_markdown(root)
+    if scst:
+        parts += ["Self-critical fine-tuning against the cross-entropy seed it started from, on the same test images "
+                  "(per-image means, x100):", scst]  # fmt: skip
     parts += ["The transformer's recipe search (seed 0, 8 epochs, greedy CIDEr x100 on the 1,000 validation images):",
               transformer_recipe_markdown(root)]  # fmt: skip
     return "\n\n".join(parts)
