@@ -313,23 +313,32 @@ def read_per_image(model: str, root: Path | None = None) -> dict[str, dict[str, 
             for i in sorted(images)}  # fmt: skip
 
 
+def paired_difference(model: str, against: str, metric: str, root: Path | None = None) -> dict[str, float]:
+    """``model`` minus ``against`` on the same test images: the mean per-image ``metric`` difference with its 95%
+    paired-bootstrap interval and p-value (10,000 resamples of the images), and both runs' means."""
+    from lit_mc.studies.stats import paired_bootstrap
+
+    mine, base = read_per_image(model, root), read_per_image(against, root)
+    images = sorted(set(mine) & set(base))
+    if len(images) != len(base) or len(images) != len(mine):
+        raise LitMcError(f"{model} and {against} were tested on different images", "test both on one split")
+    result = paired_bootstrap([mine[i][metric] for i in images], [base[i][metric] for i in images])
+    return {**result, "images": len(images), "model_mean": sum(mine[i][metric] for i in images) / len(images),
+            "against_mean": sum(base[i][metric] for i in images) / len(images)}  # fmt: skip
+
+
+def _interval(r: dict[str, float]) -> str:
+    return f"{100 * r['mean']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]"
+
+
 def paired_comparison_markdown(models: Sequence[str], against: str, root: Path | None = None) -> str:
     """Each model minus ``against`` on the same test images: mean per-image CIDEr-D and BLEU-4 difference (x100)
     with its 95% paired-bootstrap interval and p-value (10,000 resamples of the images)."""
-    from lit_mc.studies.stats import paired_bootstrap
-
-    base = read_per_image(against, root)
     rows = []
     for model in models:
-        mine = read_per_image(model, root)
-        images = sorted(set(mine) & set(base))
-        if len(images) != len(base):
-            raise LitMcError(f"{model} and {against} were tested on different images", "test both on one split")
-        cells = [model, str(len(images))]
-        for metric in ("cider", "bleu4"):
-            r = paired_bootstrap([mine[i][metric] for i in images], [base[i][metric] for i in images])
-            cells += [f"{100 * r['mean']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]", f"{r['p']:.3g}"]
-        rows.append(cells)
+        cider, bleu4 = (paired_difference(model, against, m, root) for m in ("cider", "bleu4"))
+        rows.append([model, str(cider["images"]), _interval(cider), f"{cider['p']:.3g}", _interval(bleu4),
+                     f"{bleu4['p']:.3g}"])  # fmt: skip
     header = ["model", "images", f"CIDEr-D - {against} [95% CI]", "p", f"BLEU-4 - {against} [95% CI]", "p"]
     return markdown_table(header, rows)
 
@@ -347,26 +356,22 @@ def scst_start(run: Path) -> str | None:
     return f"{found.group(1)}/seed{found.group(2)}" if found else None
 
 
-def scst_comparison_markdown(root: Path | None = None) -> str:
-    """Each SCST run against the cross-entropy seed it started from, on the same test images: both runs' CIDEr and
-    BLEU-4 (x100) at their validation-chosen decoding, and the per-image difference with its 95% paired-bootstrap
-    interval (10,000 resamples of the images)."""
-    from lit_mc.studies.stats import paired_bootstrap
+def scst_runs(root: Path | None = None) -> dict[str, str]:
+    """``SCST result name -> the cross-entropy seed it started from`` (``model/seedK``)."""
+    found = {name: scst_start(runs[0]) for name, runs in caption_result_runs(root).items() if name.endswith("_scst")}
+    return {name: start for name, start in found.items() if start is not None}
 
+
+def scst_comparison_markdown(root: Path | None = None) -> str:
+    """Each SCST run against the cross-entropy seed it started from, on the same test images: both runs' per-image
+    mean CIDEr-D and BLEU-4 (x100) at their validation-chosen decoding, and the difference with its 95%
+    paired-bootstrap interval."""
     rows = []
-    for name, runs in caption_result_runs(root).items():
-        start = scst_start(runs[0]) if name.endswith("_scst") else None
-        if start is None:
-            continue
-        mine, base = read_per_image(name, root), read_per_image(start, root)
-        images = sorted(set(mine) & set(base))
+    for name, start in scst_runs(root).items():
         cells = [name, start]
         for metric in ("cider", "bleu4"):
-            r = paired_bootstrap([mine[i][metric] for i in images], [base[i][metric] for i in images])
-            before = sum(base[i][metric] for i in images) / len(images)
-            after = sum(mine[i][metric] for i in images) / len(images)
-            cells += [f"{100 * before:.1f} -> {100 * after:.1f}",
-                      f"{100 * r['mean']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]"]  # fmt: skip
+            r = paired_difference(name, start, metric, root)
+            cells += [f"{100 * r['against_mean']:.1f} -> {100 * r['model_mean']:.1f}", _interval(r)]
         rows.append(cells)
     header = ["SCST run", "started from", "CIDEr-D (XE -> SCST)", "difference [95% CI]", "BLEU-4 (XE -> SCST)",
               "difference [95% CI]"]  # fmt: skip
