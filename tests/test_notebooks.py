@@ -378,8 +378,25 @@ def test_a_readme_block_that_drifted_is_rendered_again(tmp_path: Path) -> None:
     row = {"tag": "r0", "overrides": {}, "epochs": 8, "best_val_cider": 0.39, "best_epoch": 7, "curve": curve}
     (flickr / "r0.json").write_text(json.dumps(row))
     text = "intro\n<!-- captions:start -->\n| r0 | 41.0 |\n<!-- captions:end -->\nrest\n"
-    rendered, changed = render(text, tmp_path)
+    rendered, changed = render(text, tmp_path, ("captions",))
     assert changed == ["captions"] and "| 39.0 |" in rendered and "41.0" not in rendered
     assert rendered.startswith("intro\n<!-- captions:start -->\n")
     assert rendered.endswith("<!-- captions:end -->\nrest\n")
-    assert render(rendered, tmp_path)[1] == []
+    assert render(rendered, tmp_path, ("captions",))[1] == []
+
+
+def test_the_claims_table_adjusts_the_current_studies_together_and_names_the_stale_ones(tmp_path: Path) -> None:
+    """Holm over the three claims of two stored studies (p 0.0039; 0.017 and 1): 0.0039 x 3, 0.017 x 2, 1."""
+    from lit_mc.report import claims_summary_markdown
+
+    for name in ("batch_norm", "pooling", "depth"):  # depth: stored at the first round's budget only
+        (tmp_path / "studies" / name).mkdir(parents=True)
+        shutil.copy(REPO / "results" / "studies" / name / "study.json", tmp_path / "studies" / name / "study.json")
+    text = claims_summary_markdown(tmp_path, REPO / "configs" / "studies")
+    rows = {cells[1]: cells for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                          for line in text.splitlines()[2:] if line.startswith("|"))}  # fmt: skip
+    bn = rows["BatchNorm raises validation accuracy (each at its re-tuned learning rate)"]
+    avg = rows["average pooling is worse than max pooling"]
+    assert bn[4:7] == ["0.0039", "0.0039", "0.012"] and bn[-1] == "supported"
+    assert avg[4:7] == ["0.017", "0.034", "0.034"] and avg[-1] == "supported"
+    assert len(rows) == 3 and text.endswith("to be re-run: depth.")

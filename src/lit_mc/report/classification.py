@@ -255,26 +255,61 @@ def study_console_tables(report: dict[str, Any]) -> list[Any]:
     return lines
 
 
+CLAIMS_HEADER = ["study", "claim", "effect (points)", "95% CI", "p", "p (Holm, study)", "p (Holm, all claims)",
+                 "detectable", "verdict (all claims)"]  # fmt: skip
+
+
+def _claims_rows(reports: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per claim of reports already adjusted together (``adjust_study_set``)."""
+
+    def num(x: float, fmt: str) -> str:  # a single-run claim has no error bar: "-", not nan
+        return "-" if math.isnan(x) else format(x, fmt)
+
+    rows = []
+    for report in reports:
+        for c in report.get("claims", []):
+            links = c["links"]
+            effects = ", ".join(f"{100 * link['mean_difference']:+.1f}" for link in links)
+            cis = ", ".join("-" if math.isnan(link["ci_low"])
+                            else f"[{100 * link['ci_low']:+.1f}, {100 * link['ci_high']:+.1f}]"
+                            for link in links)  # fmt: skip
+            mdes = ", ".join(num(100 * link["mde"], ".1f") for link in links)
+            rows.append([report["name"], c["claim"], effects, cis, num(c["p_value"], ".2g"),
+                         num(c.get("p_holm_study", c["p_holm"]), ".2g"), num(c["p_holm"], ".2g"), mdes,
+                         c["verdict"]])  # fmt: skip
+    return rows
+
+
+def claims_summary_markdown(root: Path | None = None, study_files: Path | None = None) -> str:
+    """Every claim of the studies stored at their study file's current budget, Holm-adjusted together (nothing is
+    written), and the studies whose stored results are an earlier round's, still to re-run."""
+    from lit_mc.studies.study import adjust_study_set
+
+    root = root or results_root()
+    study_files = study_files or root.parent / "configs" / "studies"
+    names = available_studies(root)
+    reports = {n: load_study(n, root) for n in names}
+    current = [n for n in names if stored_at_current_budget(reports[n], study_files / f"{n}.yaml")]
+    rows = _claims_rows(adjust_study_set([reports[n] for n in current if reports[n].get("claims")]))
+    stale = [n for n in names if n not in current]
+    text = markdown_table(CLAIMS_HEADER, rows)
+    if stale:
+        text += "\n\nStored only at an earlier round's budget, to be re-run: " + ", ".join(stale) + "."
+    return text
+
+
 def write_claims_summary(results: Path) -> Path:
     """Holm across every claim of every stored study (``results/*/study.json``): each study.json gets its claims'
-    set-wide adjusted p and verdict, and ``results/claims.md`` the table of them all (the README's table)."""
+    set-wide adjusted p and verdict, and ``results/claims.md`` the table of them all."""
     from lit_mc.io import atomic_write_text
     from lit_mc.studies.study import adjust_study_set
 
     paths = [results / name / "study.json" for name in available_studies(results.parent)]
     reports = adjust_study_set([read_json(p) for p in paths])
-    rows = []
     for path, report in zip(paths, reports, strict=True):
         atomic_write_text(path, json.dumps(report, indent=1, sort_keys=True))
-        for c in report.get("claims", []):
-            effects = ", ".join(f"{100 * link['mean_difference']:+.1f}" for link in c["links"])
-            cis = ", ".join(f"[{100 * link['ci_low']:+.1f}, {100 * link['ci_high']:+.1f}]" for link in c["links"])
-            mdes = ", ".join(f"{100 * link['mde']:.1f}" for link in c["links"])
-            rows.append([report["name"], c["claim"], effects, cis, f"{c['p_value']:.2g}", f"{c['p_holm']:.2g}", mdes,
-                         c["verdict"]])  # fmt: skip
-    header = ["study", "claim", "effect (points)", "95% CI", "p", "p (Holm, all claims)", "detectable", "verdict"]
     out = results / "claims.md"
-    atomic_write_text(out, markdown_table(header, rows) + "\n")
+    atomic_write_text(out, markdown_table(CLAIMS_HEADER, _claims_rows(reports)) + "\n")
     return out
 
 

@@ -44,13 +44,21 @@ def captions_block(root: Path) -> str:
     return "\n\n".join(parts)
 
 
-BLOCKS: dict[str, Callable[[Path], str]] = {"captions": captions_block}
+def studies_block(root: Path) -> str:
+    """Every claim of the CIFAR-10 studies stored at their current budget, with its set-wide Holm verdict."""
+    from lit_mc.report.classification import claims_summary_markdown
+
+    return claims_summary_markdown(root)
 
 
-def render(text: str, root: Path) -> tuple[str, list[str]]:
-    """``text`` with every known block rendered from ``root``, and the names of the blocks that changed."""
+BLOCKS: dict[str, Callable[[Path], str]] = {"studies": studies_block, "captions": captions_block}
+
+
+def render(text: str, root: Path, names: tuple[str, ...] = tuple(BLOCKS)) -> tuple[str, list[str]]:
+    """``text`` with the blocks ``names`` rendered from ``root``, and the names of the blocks that changed."""
     changed = []
-    for name, block in BLOCKS.items():
+    for name in names:
+        block = BLOCKS[name]
         pattern = re.compile(rf"(<!-- {name}:start -->\n)(.*?)(<!-- {name}:end -->)", re.S)
         match = pattern.search(text)
         if match is None:
