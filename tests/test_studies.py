@@ -243,6 +243,19 @@ def test_study_runs_resumes_and_reports(
         assert (tmp_path / "results" / "studies" / "lr_study" / figure).stat().st_size > 1000
     assert not (tmp_path / "results" / "studies" / "lr_study" / "heatmap.png").exists()  # a 1-D grid
 
+    # a campaign still under way: the report from the file shows what is stored, with no verdict, and trains nothing
+    missing = report["rows"][1]["cells"][1]
+    (tmp_path / "results" / "studies" / "cells" / f"{missing}.json").unlink()
+    main(["study", "report", str(path)])
+    out = capsys.readouterr().out
+    assert "in progress" in out and "no verdict" in out and "claim: " not in out
+    progress = json.loads((tmp_path / "results" / "studies" / "lr_study" / "study_progress.json").read_text())
+    assert not progress["complete"]
+    base, other = progress["rows"]
+    assert base["runs"] == [0, 1] and base["values"] == report["rows"][0]["values"] and base["to_train_now"] == 0
+    assert other["runs"] == [0] and other["values"] == report["rows"][1]["values"][:1] and other["to_train_now"] == 1
+    assert json.loads((tmp_path / "results" / "studies" / "lr_study" / "study.json").read_text()) == report
+
 
 def test_heatmap_for_two_key_grids() -> None:
     from lit_mc.plots import heatmap_figure

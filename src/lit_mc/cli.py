@@ -178,16 +178,25 @@ def _report_study(opts: argparse.Namespace, study: str) -> None:
 
     from rich.console import Console
 
-    from lit_mc.report import study_console_tables, write_study_figures
+    from lit_mc.report import study_console_tables, study_progress_tables, write_study_figures
     from lit_mc.studies import Study
-    from lit_mc.studies.study import StudyRun, build_report, compare_budgets
+    from lit_mc.studies.study import StudyRun, build_progress, build_report, compare_budgets
 
     name = Path(study).stem
     store = _study_store(opts.results, name)
     summary = "study_second_budget" if opts.second_budget else "study"
+    progress = store.root / f"{summary}_progress.json"
+    console = Console()
     if Path(study).is_file():
         loaded = Study.load(study)
-        report = build_report(StudyRun(loaded.at_second_budget() if opts.second_budget else loaded, store))
+        run = StudyRun(loaded.at_second_budget() if opts.second_budget else loaded, store)
+        if run.pending():  # a campaign still under way: what is stored so far, no verdict
+            partial = build_progress(run)
+            console.print(*study_progress_tables(partial), f"stored in {store.write_summary(progress.stem, partial)}",
+                          sep="\n")  # fmt: skip
+            return
+        report = build_report(run)
+        progress.unlink(missing_ok=True)  # the full report replaces it
         other = store.root / ("study.json" if opts.second_budget else "study_second_budget.json")
         if other.is_file():  # both budgets run: do the conclusions agree?
             pair = (json.loads(other.read_text()), report) if opts.second_budget else (report, json.loads(
@@ -199,7 +208,6 @@ def _report_study(opts: argparse.Namespace, study: str) -> None:
         if not path.is_file():
             raise LitMcError(f"no results for study {name} in {store.root}", f"run `lit-mc study run {study}`")
         report = json.loads(path.read_text())
-    console = Console()
     for renderable in study_console_tables(report):
         console.print(renderable)
     for path in write_study_figures(report, store):

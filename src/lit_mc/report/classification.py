@@ -255,6 +255,57 @@ def study_console_tables(report: dict[str, Any]) -> list[Any]:
     return lines
 
 
+PROGRESS_HEADER = ["setting", "runs stored", "mean", "sd", "per run (re-tuning: each candidate)", "still to train now"]
+
+
+def _progress_rows(progress: dict[str, Any]) -> list[list[str]]:
+    """One row per setting of a study still in progress, in % (a single run has no spread)."""
+    rows = []
+    for row in progress["rows"]:
+        s, values = row["summary"], row["values"]
+        ran = row["run_setting"] or {}
+        label = row["label"] + ("".join(f" (at {k.split('.')[-1]}={_setting_value(v)})" for k, v in ran.items()
+                                        if row["setting"].get(k) != v))  # fmt: skip
+        todo = "re-tuning: " if row["retuning"] else ""
+        if row["retuning"]:  # no rate chosen yet: each candidate's score on the re-tuning fold
+            values_text = ", ".join(f"{_setting_value(c['value'])}: {'-' if c['score'] is None else _pct(c['score'])}"
+                                    for c in row["candidates"])  # fmt: skip
+        else:
+            values_text = " ".join(_pct(v) for v in values) or "-"
+        rows.append([
+            label,
+            f"{len(values)} of {row['repeats']} ({progress['repeat']} {', '.join(map(str, row['runs']))})"
+            if values else f"0 of {row['repeats']}",
+            _pct(s["mean"]) if s else "-",
+            _pct(s["std"]) if s and s["n"] > 1 else "-",
+            values_text,
+            f"{todo}{row['to_train_now']} cells" if row["to_train_now"] else "none",
+        ])  # fmt: skip
+    return rows
+
+
+def study_progress_markdown(progress: dict[str, Any]) -> str:
+    """A study whose cells are not all stored yet: what each setting has so far, in %; no comparison, no verdict."""
+    return markdown_table(PROGRESS_HEADER, _progress_rows(progress)) + (
+        f"\n\n{progress['metric']} in %, stored runs only. The study is in progress: no comparison and no verdict "
+        "until every cell it needs is stored."
+    )
+
+
+def study_progress_tables(progress: dict[str, Any]) -> list[Any]:
+    """What ``lit-mc study report FILE`` prints for a study still in progress."""
+    from rich.table import Table
+
+    table = Table(title=f"{progress['name']} (in progress): {progress['hypothesis']}")
+    for column in PROGRESS_HEADER:
+        table.add_column(column)
+    for row in _progress_rows(progress):
+        table.add_row(*row)
+    todo = sum(r["to_train_now"] for r in progress["rows"])
+    return [table, f"{progress['metric']} in %; {todo} cells still to train now (more may follow once re-tuning "
+            "chooses a rate); no verdict until every cell is stored"]  # fmt: skip
+
+
 CLAIMS_HEADER = ["study", "claim", "effect (points)", "95% CI", "p", "p (Holm, study)", "p (Holm, all claims)",
                  "detectable", "verdict (all claims)"]  # fmt: skip
 

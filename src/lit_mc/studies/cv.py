@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,21 @@ from lit_mc.studies.store import ResultsStore, config_key
 
 STEP_COLUMNS = ("epoch", "step")  # the columns of metrics.csv that index a row rather than measure the run
 VOLATILE = ("logger", "enable_progress_bar", "enable_model_summary")  # trainer keys that do not change results
+
+
+@contextmanager
+def _lightning_quiet():
+    """Lightning's per-trainer info lines ("GPU available", tips, "Seed set") at warning level: a cell whose key is
+    only computed (a dry run lists dozens) builds a trainer that never trains, and they would bury the listing."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def summarize(values: list[float], confidence: float = 0.95) -> dict[str, float]:
@@ -142,10 +159,15 @@ class CrossValidation:
             resolved.get("trainer", {}).pop(key, None)
         return cli, resolved, config_key(resolved)
 
-    def cell_key(self, fold: int) -> str:
-        cli, _, key = self.resolve(fold)
+    def resolved(self, fold: int) -> tuple[dict[str, Any], str]:
+        """The fold's resolved config and cell key, nothing trained (its run folder released again)."""
+        with _lightning_quiet():
+            cli, resolved, key = self.resolve(fold)
         cli.release_unused_run_dirs()
-        return key
+        return resolved, key
+
+    def cell_key(self, fold: int) -> str:
+        return self.resolved(fold)[1]
 
     def run_fold(self, fold: int) -> dict[str, Any]:
         """Train fold ``fold`` unless its cell exists (or another process is training it); returns the cell."""

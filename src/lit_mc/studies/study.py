@@ -323,8 +323,7 @@ class StudyRun:
         else:
             ident = json.dumps(setting, sort_keys=True)
             if ident not in self._base_values:
-                cli, resolved, _ = self.cv(setting).resolve(retune.fold)
-                cli.release_unused_run_dirs()
+                resolved, _ = self.cv(setting).resolved(retune.fold)
                 self._base_values[ident] = _lookup(resolved, retune.key)
             own = self._base_values[ident]
         return [{**setting, retune.key: _round(own * f)} for f in retune.factors]
@@ -362,8 +361,7 @@ class StudyRun:
             key = study.retune.key if study.retune else "model.init_args.lr"
             value = chosen.get(key)
             if value is None:
-                cli, resolved, _ = self.cv(chosen).resolve(0)
-                cli.release_unused_run_dirs()
+                resolved, _ = self.cv(chosen).resolved(0)
                 value = _lookup(resolved, key)
             retry = {**chosen, key: _round(value * study.retry_diverged)}
             info["retries"].append({"diverged": chosen, "folds": diverged, "retry": retry})
@@ -376,14 +374,15 @@ class StudyRun:
         return [(task, key) for task, key, _ in self.pending_labelled()]
 
     def pending_labelled(self) -> list[tuple[Task, str, str]]:
-        """:meth:`pending`, each cell also with its label (``setting, fold f``)."""
+        """:meth:`pending`, each cell also with its label (``setting, fold f`` or ``setting, seed s``)."""
         out, seen = [], set()
         for setting in self.study.settings():
             for run_setting, fold in self.plan(setting)[0]:
                 key = self.key(run_setting, fold)
                 if key not in seen:
                     seen.add(key)
-                    out.append(((self.cv(run_setting), fold), key, f"{setting_label(run_setting)}, fold {fold}"))
+                    which = f"seed {self.study.seeds[fold]}" if self.study.seeds else f"fold {fold}"
+                    out.append(((self.cv(run_setting), fold), key, f"{setting_label(run_setting)}, {which}"))
         return out
 
     def cells_used(self) -> list[str]:
@@ -683,6 +682,51 @@ def build_report(run: StudyRun) -> dict[str, Any]:
     }
     report["verdict"] = "; ".join(f"{c['claim']}: {c['verdict']}" for c in claims) or "no claims stated"
     return report
+
+
+def build_progress(run: StudyRun) -> dict[str, Any]:
+    """What a study has stored so far, setting by setting: the scores of the runs that exist and how many cells
+    it still needs now. A campaign spans sessions, and its first results should be readable before the last cell
+    lands; nothing is compared or judged until every cell is in (:func:`build_report`)."""
+    study, rows = run.study, []
+    for setting in study.settings():
+        needed, info = run.plan(setting)
+        retuning = study.retune is not None and all(f == study.retune.fold for _, f in needed)
+        if info is not None:
+            chosen = info["run_setting"]
+        elif retuning:  # candidates still missing: no rate is chosen yet
+            chosen = None
+        else:  # the setting (or its diverged retry) whose folds are missing
+            chosen = needed[0][0]
+        cells = [] if chosen is None else [run.cell(chosen, f) for f in range(study.repeats)]
+        stored = [(f, c) for f, c in enumerate(cells) if c is not None]
+        candidates = []
+        if study.retune is not None:  # the re-tuning so far: each candidate's score on its fold, None until stored
+            for c in run._candidates(setting):
+                cell = run.cell(c, study.retune.fold)
+                candidates.append({"value": c[study.retune.key], "score": None if cell is None else run.score(cell)})
+        values = [run.score(c) for _, c in stored]
+        rows.append({
+            "setting": setting,
+            "label": setting_label(setting),
+            "run_setting": chosen,
+            "runs": [study.seeds[f] if study.seeds else f for f, _ in stored],
+            "values": values,
+            "summary": summarize(values) if values else None,
+            "repeats": study.repeats,
+            "to_train_now": len(needed),
+            "retuning": info is None and retuning,
+            "candidates": candidates,
+            "wall_s": sum(c["wall_s"] for _, c in stored),
+        })  # fmt: skip
+    return {
+        "name": study.name,
+        "hypothesis": study.hypothesis,
+        "metric": study.metric,
+        "repeat": "seed" if study.seeds else "fold",
+        "rows": rows,
+        "complete": all(r["to_train_now"] == 0 for r in rows),
+    }
 
 
 def _median(values: list[float]) -> float:
