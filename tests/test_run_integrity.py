@@ -106,6 +106,18 @@ def test_max_epochs_zero_is_refused_before_any_folder(cifar_root: Path, in_tmp: 
     assert "max_epochs=0 trains nothing" in line and not (in_tmp / "lightning_logs").exists()
 
 
+def test_a_run_without_a_logger_writes_no_config_into_the_working_folder(cifar_root: Path, in_tmp: Path) -> None:
+    """No logger, no run folder: Lightning's config callback would write ``./config.yaml`` (two such runs, one
+    file); a run with a logger still saves its config in its own folder."""
+    from lit_mc.cli import main
+
+    one_step = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1"]
+    main(baseline_fit(cifar_root, "--trainer.logger=false", *one_step))
+    assert not (in_tmp / "config.yaml").exists()
+    main(baseline_fit(cifar_root, *one_step))
+    assert not (in_tmp / "config.yaml").exists() and (in_tmp / "lightning_logs/version_0/config.yaml").is_file()
+
+
 def test_cv_of_another_setting_keeps_the_existing_summary(cifar_root: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     """``lit-mc cv`` with other overrides replaced the committed summary.json (0.7139 -> 0.1000)."""
     monkeypatch.chdir(tmp_path)

@@ -25,7 +25,7 @@ import yaml
 from jsonargparse import Namespace
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from lightning.pytorch.callbacks import RichProgressBar
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from lit_mc.callbacks import EpochSeed, LastCheckpoint, ReportFiles
 from lit_mc.checkpoints import (
@@ -125,6 +125,16 @@ def check_trainer_values(trainer: Namespace) -> None:
             f"--trainer.max_epochs={epochs} trains nothing",
             "use 1 or more (or -1 for no limit); to score a checkpoint use `lit-mc test --ckpt_path FILE`",
         )
+
+
+class RunFolderConfig(SaveConfigCallback):
+    """The resolved config, saved as ``config.yaml`` in the run's folder. A run without a logger has no folder, and
+    Lightning would then write into the working directory (an analysis that decodes with ``--trainer.logger=false``
+    left a ``config.yaml`` at the repository's root, and two such runs would write the same file): nothing then."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.logger is not None:
+            super().setup(trainer, pl_module, stage)
 
 
 class LitMcCLI(LightningCLI):
@@ -309,6 +319,7 @@ def run_lightning_cli(args: list[str] | None = None, run: bool = True) -> LitMcC
             trainer_defaults={
                 "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "."}},
             },
+            save_config_callback=RunFolderConfig,
             save_config_kwargs={"overwrite": True},
         )
     except argparse.ArgumentError as e:
