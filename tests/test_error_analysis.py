@@ -28,3 +28,29 @@ def test_confusion_pairs() -> None:
     table = confusion_pairs_markdown({"class_names": ["cat", "dog", "car"], "confusion": confusion}, top=2)
     lines = table.splitlines()
     assert lines[2] == "| dog -> car | 4 | 40.0% |" and lines[3] == "| cat -> dog | 2 | 20.0% |"
+
+
+def test_reliability_bins_give_torchmetrics_calibration_error() -> None:
+    """The reliability diagram's bins and the logged ECE are one computation: their ECE equals torchmetrics' on the
+    same probabilities, including confidences that sit exactly on a bin edge."""
+    import torchmetrics
+
+    from lit_mc.report import expected_calibration_error, reliability_bins
+
+    gen = torch.Generator().manual_seed(0)
+    probs = torch.softmax(3 * torch.randn(500, 10, generator=gen), dim=1)
+    probs[:3] = torch.tensor([0.4, 0.6] + [0.0] * 8)  # confidence 0.6 = 9 / 15, on an edge
+    labels = torch.randint(0, 10, (500,), generator=gen)
+    conf, pred = probs.max(dim=1)
+    bins = reliability_bins(conf.tolist(), (pred == labels).tolist())
+    assert sum(b["count"] for b in bins) == 500 and len(bins) == 15
+    expected = torchmetrics.CalibrationError(task="multiclass", num_classes=10, n_bins=15)(probs, labels)
+    assert expected_calibration_error(bins) == pytest.approx(expected.item(), abs=1e-6)
+
+
+def test_confident_mistakes_are_the_surest_wrong_predictions() -> None:
+    from lit_mc.report import confident_mistakes
+
+    predictions, labels = [0, 1, 2, 3, 4], [0, 2, 2, 0, 1]
+    confidence = [0.99, 0.5, 0.9, 0.8, 0.95]
+    assert confident_mistakes(predictions, confidence, labels, top=2) == [4, 3]

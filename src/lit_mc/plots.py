@@ -205,3 +205,42 @@ def heatmap_figure(report: dict) -> Figure | None:
     ax.set_title(f"{report.get('name', '')}: mean {report['metric']} per cell", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def reliability_figure(bins: list[dict], title: str) -> Figure:
+    """Accuracy against confidence per confidence bin (bar width: the bin; the diagonal is perfect calibration),
+    with the share of images in each bin below: a bin of a few images says little."""
+    fig = Figure(figsize=(5.2, 5.2))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    width = bins[0]["high"] - bins[0]["low"]
+    filled = [b for b in bins if b["count"]]
+    total = sum(b["count"] for b in bins)
+    top.bar([b["low"] for b in filled], [b["accuracy"] for b in filled], width=width, align="edge",
+            color="C0", edgecolor="white", label="accuracy in the bin")  # fmt: skip
+    top.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    top.plot([b["confidence"] for b in filled], [b["confidence"] for b in filled], "C3.", label="mean confidence")
+    top.set_ylabel("accuracy")
+    top.set_ylim(0, 1)
+    top.legend(loc="upper left", fontsize=8, frameon=False)
+    top.set_title(title, fontsize=9)
+    bottom.bar([b["low"] for b in bins], [b["count"] / total for b in bins], width=width, align="edge", color="C7")
+    bottom.set_ylabel("share of images")
+    bottom.set_xlabel("confidence (top-class probability)")
+    bottom.set_xlim(0, 1)
+    fig.tight_layout()
+    return fig
+
+
+def mistakes_figure(images: torch.Tensor, captions: Sequence[str], title: str, columns: int = 8) -> Figure:
+    """A grid of images (uint8, N x 3 x H x W), each with its caption (e.g. 'cat -> dog 0.99')."""
+    rows = max(1, -(-len(images) // columns))
+    fig = Figure(figsize=(columns * 1.1, rows * 1.35))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i < len(images):
+            ax.imshow(images[i].permute(1, 2, 0).numpy())
+            ax.set_title(captions[i], fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

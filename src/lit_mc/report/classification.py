@@ -522,6 +522,80 @@ def confusion_pairs_markdown(test_metrics: dict[str, Any], top: int = 5) -> str:
     return markdown_table(["true -> predicted", "test images", "share of the true class"], rows)
 
 
+def per_class_markdown(runs: dict[str, dict[str, Any]]) -> str:
+    """Per-class test accuracy of several runs side by side (``name -> test_metrics.json``), in %, with the last
+    run's gain over the first: where a better model's gain comes from."""
+    names = list(runs)
+    classes = next(iter(runs.values()))["class_names"]
+    rows = []
+    for c in [*classes, None]:
+        key = "test_acc" if c is None else f"test_acc_{c}"
+        values = [runs[n]["metrics"][key] for n in names]
+        rows.append([c or "**all**", *(_pct(v) for v in values), f"{100 * (values[-1] - values[0]):+.1f}"])
+    return markdown_table(["class", *(f"{n} %" for n in names), f"{names[-1]} minus {names[0]} (points)"], rows)
+
+
+def read_predictions(path: Path) -> tuple[list[int], list[float]]:
+    """Predicted class and its probability (the confidence) per test image, from a ``predictions.csv``."""
+    import csv
+
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    return [int(r["pred"]) for r in rows], [float(r["confidence"]) for r in rows]
+
+
+def reliability_bins(confidence: Sequence[float], correct: Sequence[bool], bins: int = 15) -> list[dict[str, float]]:
+    """Equal-width confidence bins over [0, 1] (torchmetrics' binning: a confidence on an edge goes to the bin
+    below it): count, mean confidence and accuracy of each. Their count-weighted mean |accuracy - confidence| is
+    the expected calibration error."""
+    import torch
+
+    conf = torch.tensor(list(confidence), dtype=torch.float64)
+    hit = torch.tensor(list(correct), dtype=torch.float64)
+    edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
+    index = (torch.bucketize(conf, edges) - 1).clamp(0, bins - 1)
+    out = []
+    for b in range(bins):
+        member = index == b
+        n = int(member.sum())
+        out.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": n,
+                    "confidence": float(conf[member].mean()) if n else math.nan,
+                    "accuracy": float(hit[member].mean()) if n else math.nan})  # fmt: skip
+    return out
+
+
+def expected_calibration_error(bins: list[dict[str, float]]) -> float:
+    total = sum(b["count"] for b in bins)
+    return sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in bins if b["count"]) / total
+
+
+def reliability_figure(confidence: Sequence[float], correct: Sequence[bool], title: str) -> Figure:
+    from lit_mc.plots import reliability_figure as draw
+
+    bins = reliability_bins(confidence, correct)
+    return draw(bins, f"{title} (ECE {expected_calibration_error(bins):.4f}, 15 bins)")
+
+
+def confident_mistakes(
+    predictions: Sequence[int], confidence: Sequence[float], labels: Sequence[int], top: int = 24
+) -> list[int]:
+    """Indices of the ``top`` wrong predictions made with the highest confidence."""
+    wrong = [i for i, (p, y) in enumerate(zip(predictions, labels, strict=True)) if p != y]
+    return sorted(wrong, key=lambda i: -confidence[i])[:top]
+
+
+def confident_mistakes_figure(
+    images: Any, labels: Sequence[int], predictions: Sequence[int], confidence: Sequence[float],
+    class_names: Sequence[str], title: str, top: int = 24,
+) -> Figure:  # fmt: skip
+    """The model's most confident mistakes on the test images, each captioned 'true -> predicted confidence'."""
+    from lit_mc.plots import mistakes_figure
+
+    picks = confident_mistakes(predictions, confidence, labels, top)
+    captions = [f"{class_names[labels[i]]} -> {class_names[predictions[i]]}\n{confidence[i]:.2f}" for i in picks]
+    return mistakes_figure(images[picks], captions, title)
+
+
 # -- weight initialisation ------------------------------------------------------------------------------------
 def init_signal_markdown(bench: Path | None = None) -> str:
     """``benchmarks/init_signal.py``'s measurement as a table: one row per scheme, one column per layer (the

@@ -711,6 +711,7 @@ def build_progress(run: StudyRun) -> dict[str, Any]:
             "label": setting_label(setting),
             "run_setting": chosen,
             "runs": [study.seeds[f] if study.seeds else f for f, _ in stored],
+            "cells": [c["key"] for _, c in stored],
             "values": values,
             "summary": summarize(values) if values else None,
             "repeats": study.repeats,
