@@ -194,11 +194,20 @@ reports = {name: report.load_study(name, RESULTS) for name in studies}
 STUDY_FILES = Path(os.environ.get("LIT_MC_STUDIES", "configs/studies"))  # the study files the results must match
 current = {name: report.stored_at_current_budget(rep, STUDY_FILES / f"{name}.yaml")
            for name, rep in reports.items()}
+def in_progress(name):  # a study whose campaign is under way: its stored runs so far (no verdict), or None
+    path = RESULTS / "studies" / name / "study_progress.json"
+    return report.read_json(path) if path.is_file() else None
 def show_study(name):
+    if (progress := in_progress(name)) is not None:
+        show(f"### Study: {name}, in progress at its file's budget")
+        show("What the campaign has stored so far (`lit-mc study report "
+             f"configs/studies/{name}.yaml`): a setting's mean is over the runs stored, a re-tuned setting shows "
+             "each candidate rate's score until one is chosen, and nothing is compared until every cell is in.\n\n"
+             + report.study_progress_markdown(progress))
     if name not in reports:
-        return print(f"no results for study {name}")
+        return print(f"no stored report of study {name}")
     rep = reports[name]
-    show(f"### Study: {name}")
+    show(f"### Study: {name}" + (", the earlier round" if progress is not None else ""))
     if not current[name]:
         show(f"**Results of an earlier round.** These cells ran at `{' '.join(rep['budget'])}` with {rep['folds']} "
              f"folds; `configs/studies/{name}.yaml` now states another budget, and its re-run is still to come "
@@ -826,24 +835,89 @@ show(report.compute_table(list(reports.values()), RESULTS))
 # %% [markdown]
 # ## 7. The best model
 #
-# What is stored here is the first round's best model (BatchNorm, wider stages, horizontal flips, Adam), trained on
-# the training split and tested once. The `best_model` study (`configs/studies/best_model.yaml`: the FastNet recipe
-# and its leave-one-out ablations over three seeds, tested) replaces it once it has run. Read it with four caveats:
-# its ingredients were picked from first-round verdicts that the re-run studies above have since weakened (Adam's
-# first-round gain is inconclusive in the re-run optimizer study); it trained for fewer epochs than the baseline, with more
-# parameters and more compute per image (`configs/cifar10/best.yaml`, the study table above); it is one run, so its
-# test accuracy has only the binomial error of the test images; and no calibration measure was stored for it.
+# The `best_model` study (`configs/studies/best_model.yaml`) trains the FastNet recipe (`configs/cifar10/fast.yaml`:
+# airbench94 written here at a quarter of its compute, BatchNorm, GELU, Nesterov momentum, label smoothing, flips and
+# translations, lookahead averaging, test-time augmentation) on all training images, once per seed, and tests each
+# run once on the test images; its leave-one-out ablations remove one ingredient each. Below: the full recipe's
+# test accuracy over the seeds stored so far, then the error analysis of one of its runs against the baseline
+# (`make train`): accuracy per class, the most frequent confusions, calibration, and the mistakes it is surest of.
 
 # %%
-best = RESULTS / "cifar10" / "best"
-if (best / "test_metrics.json").is_file():
-    show_fig(report.run_curves_figure(best / "metrics.csv", "first round's best model (best.yaml)"))
-    metrics = report.read_json(best / "test_metrics.json")
-    show(report.test_report_markdown(metrics))
-    show_fig(report.confusion_figure(metrics, "first round's best model: test confusion (row-normalised)"))
-    show(report.confusion_pairs_markdown(metrics))
+best_source = None
+if "best_model" in reports and current["best_model"]:
+    best_source = "studies/best_model/study.json"
+elif in_progress("best_model") is not None:
+    best_source = "studies/best_model/study_progress.json"
+best_rows = facts.read(best_source)["rows"] if best_source else []
+full = next((r for r in best_rows if r["values"] and r["label"] == best_rows[0]["label"]), None)
+if full is None:
+    print("no run of the best model's full recipe is stored yet")
 else:
-    print("no best-model results in", best)
+    seeds_done = len(full["values"])
+    cells = {k: report.read_json(RESULTS / "studies" / "cells" / f"{k}.json") for k in full["cells"]}
+    show(report.markdown_table(
+        ["seed", "test accuracy %", "expected calibration error", "epochs", "training minutes (one thread)"],
+        [(c["seed"], f"{100 * c['final']['test_acc']:.2f}", f"{c['final']['test_ece']:.4f}", c["epochs"],
+          f"{c['wall_s'] / 60:.0f}") for c in cells.values()]))
+    mean = facts.get(best_source, "rows", {"label": full["label"]}, "summary", "mean")
+    accs = [facts.get(f"studies/cells/{k}.json", "final", "test_acc") for k in full["cells"]]
+    spread = (f", sd {facts.get(best_source, 'rows', {'label': full['label']}, 'summary', 'std', fmt='abs_points2')}"
+              f" over the seeds (from {facts.derive('min', *accs)} to {facts.derive('max', *accs)})"
+              if seeds_done > 1 else ", one seed so far")
+    target = 0.90  # the study's stated target (issue #16), a constant of the method
+    sampling = ""
+    if arrays is not None:  # the binomial standard error of one test accuracy at this level on the test images
+        n_test = len(arrays.test_labels)
+        sampling = (f" (one run's test accuracy at this level has a binomial standard error of "
+                    f"{100 * math.sqrt(mean.value * (1 - mean.value) / n_test):.2f} points on the {n_test:,} "
+                    "test images)")
+    show(f"The full recipe reaches a mean test accuracy of **{mean}** over {seeds_done} seed"
+         f"{'s' if seeds_done > 1 else ''}{spread}: "
+         + ("at or above" if mean.value >= target else "below") + f" the study's target of {target:.0%}{sampling}. "
+         + ("The ablations have not all run, so which ingredient carries how much is not measured yet (the progress "
+            "table above lists what is stored)." if best_source.endswith("progress.json") else ""))
+
+# %%
+baseline_metrics = RESULTS / "cifar10" / "baseline" / "test_metrics.json"
+best_dir = RESULTS / "cifar10" / "best_model"
+best_runs = sorted(best_dir.glob("seed*/test_metrics.json"))
+if best_runs and baseline_metrics.is_file():
+    best_metrics = report.read_json(best_runs[0])
+    best_name = f"best model ({best_runs[0].parent.name})"
+    show(report.per_class_markdown({"baseline": report.read_json(baseline_metrics), best_name: best_metrics}))
+    show("The most frequent confusions, baseline then best model (counts of test images of the true class):")
+    show(report.confusion_pairs_markdown(report.read_json(baseline_metrics)))
+    show(report.confusion_pairs_markdown(best_metrics))
+    show_fig(report.confusion_figure(best_metrics, f"{best_name}: test confusion (row-normalised)"))
+else:
+    print("no tested best-model run in", best_dir)
+
+# %%
+predictions = sorted(best_dir.glob("seed*/predictions.csv"))
+if predictions and arrays is not None:
+    pred, conf = report.read_predictions(predictions[0])
+    labels = arrays.test_labels.tolist()
+    correct = [p == y for p, y in zip(pred, labels, strict=True)]
+    run_name = f"best model ({predictions[0].parent.name})"
+    show_fig(report.reliability_figure(conf, correct, f"{run_name}: calibration on the test images"))
+    show_fig(report.confident_mistakes_figure(arrays.test_images, labels, pred, conf, arrays.class_names,
+                                              f"{run_name}: its most confident mistakes (true -> predicted, "
+                                              "confidence)"))
+    bins = report.reliability_bins(conf, correct)
+    sure = [b for b in bins if b["low"] >= 0.8 and b["count"]]
+    share_sure = sum(b["count"] for b in sure) / len(conf)
+    acc_sure = sum(b["count"] * b["accuracy"] for b in sure) / max(1, sum(b["count"] for b in sure))
+    mistakes = report.confident_mistakes(pred, conf, labels, top=24)
+    pairs = statistics.multimode(f"{arrays.class_names[labels[i]]} -> {arrays.class_names[pred[i]]}"
+                                 for i in mistakes)
+    show(f"Calibration, read from the diagram: {100 * share_sure:.1f}% of the test images get a confidence of 0.8 or "
+         f"more, and {100 * acc_sure:.1f}% of those are right. Label smoothing (0.2 in this recipe) caps how sure "
+         "the net can get on a training image, so its confidences run below its accuracy where the bars stand "
+         "above the diagonal. Among its two dozen surest mistakes the most frequent pair is "
+         f"{' and '.join(pairs)}; several of them are images a person would also hesitate over, or whose label "
+         "is arguable, which a test accuracy counts as plain errors.")
+elif predictions:
+    print("CIFAR-10 is not available here: the calibration and mistakes figures need the test labels and images")
 
 # %% [markdown]
 # ## 8. Where the study stands
@@ -856,8 +930,10 @@ else:
 shipped = [*report.STUDY_ORDER, "best_model"]
 groups = {
     "At their study file's budget": [n for n in reports if current[n]],
+    "In progress at their file's budget (stored runs shown above, no verdict yet)": [
+        n for n in shipped if in_progress(n) is not None],
     "From an earlier, smaller budget (no verdict; re-run planned)": [n for n in reports if not current[n]],
-    "No results yet": [n for n in shipped if n not in reports],
+    "No results yet": [n for n in shipped if n not in reports and in_progress(n) is None],
 }
 show("\n".join(f"- **{title}**: {', '.join(names)}" for title, names in groups.items() if names))
 verdicts = [(n, c) for n in groups["At their study file's budget"] for c in reports[n].get("claims", [])]

@@ -342,8 +342,15 @@ def claims_summary_markdown(root: Path | None = None, study_files: Path | None =
     reports = {n: load_study(n, root) for n in names}
     current = [n for n in names if stored_at_current_budget(reports[n], study_files / f"{n}.yaml")]
     rows = _claims_rows(adjust_study_set([reports[n] for n in current if reports[n].get("claims")]))
-    stale = [n for n in names if n not in current]
+    progress = {n: read_json(p) for n in STUDY_ORDER + ("best_model",)
+                if (p := root / "studies" / n / "study_progress.json").is_file()}  # fmt: skip
+    stale = [n for n in names if n not in current and n not in progress]
     text = markdown_table(CLAIMS_HEADER, rows)
+    if progress:
+        text += "\n\nIn progress at their study file's budget (stored runs only, no verdict yet; `lit-mc study " \
+                "report configs/studies/NAME.yaml`): " + ", ".join(
+                    f"{n} ({sum(len(r['values']) for r in p['rows'])} of {sum(r['repeats'] for r in p['rows'])} runs "
+                    "of its settings stored)" for n, p in progress.items()) + "."  # fmt: skip
     if stale:
         text += "\n\nStored only at an earlier round's budget, to be re-run: " + ", ".join(stale) + "."
     return text
