@@ -16,6 +16,7 @@ import torch
 from conftest import REPO
 from lit_mc.captioning import ShowAndTell
 from lit_mc.captioning.module import lr_factor
+from lit_mc.errors import LitMcError
 from test_captioning import CONFIGS, TINY, tiny_captioner, toy_args
 
 
@@ -445,3 +446,26 @@ def test_recipe_table_reads_each_rows_best_epoch_and_its_validation_loss_rise(tm
     assert lines[2].split(" | ")[2:] == ["45.0", "2 of 3", "44.0", "+0.060 (lowest at epoch 2) |"]
     assert lines[3].split(" | ")[1:] == ["schedule cosine", "50.0", "3 of 3", "50.0", "+0.000 (lowest at epoch 3) |"]
     assert len(transformer_recipe_figure(tmp_path).axes[0].lines) == 2
+
+
+def test_scst_starts_from_the_best_seed_or_the_one_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """By validation CIDEr unless ``--scst-from`` names a seed (the best seed's run may be on another machine);
+    a seed whose run is not here, or a name outside the campaign, is one line."""
+    from lit_mc.campaigns.flickr8k import Campaign, main, scst_job
+
+    results, logs = tmp_path / "flickr8k", tmp_path / "logs"
+    for seed, cider in ((0, 0.42), (1, 0.41), (2, 0.40)):
+        (results / "show_and_tell" / f"seed{seed}").mkdir(parents=True)
+        (results / "show_and_tell" / f"seed{seed}" / "metrics.csv").write_text(f"epoch,step,val_cider\n0,9,{cider}\n")
+    checkpoints = logs / "flickr8k_show_and_tell_s2" / "version_0" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    best = checkpoints / "best-epoch=06-val_cider=0.4000.ckpt"
+    best.write_bytes(b"")
+    torch.save({"callbacks": {"ModelCheckpoint{}": {"best_model_path": str(best)}}}, checkpoints / "last.ckpt")
+    with pytest.raises(LitMcError, match="seed 0 is not on this machine.*--scst-from show_and_tell=S"):
+        scst_job(Campaign(results=results, logs=logs), "show_and_tell").command()
+    fit = scst_job(Campaign(results=results, logs=logs, scst_from={"show_and_tell": 2}), "show_and_tell").command()[0]
+    assert f"--model.init_args.init_from={best}" in fit
+    with pytest.raises(SystemExit) as info:
+        main(["--dry-run", "--scst-from", "transformer=7"])
+    assert info.value.code == 2 and capsys.readouterr().err.startswith("lit-mc: error: --scst-from transformer=7")

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ class Campaign:
     results: Path = Path("results/flickr8k")
     logs: Path = Path("lightning_logs")
     data: Path = Path("data/flickr8k")
+    scst_from: dict[str, int] = field(default_factory=dict)  # model -> the seed SCST starts from, if not the best
 
     def config(self, model: str) -> Path:
         return self.repo / "configs" / "flickr8k" / f"{model}.yaml"
@@ -232,18 +233,21 @@ def best_seed(camp: Campaign, model: str) -> int:
 
 
 def scst_job(camp: Campaign, model: str) -> Job:
-    """Self-critical fine-tuning from the best seed's best checkpoint, then decoding on validation and analysis."""
+    """Self-critical fine-tuning from the best seed's best checkpoint (by validation CIDEr; ``camp.scst_from`` names
+    another seed, e.g. when the best seed's run is on another machine), then decoding on validation and analysis.
+    The SCST run's config records the checkpoint it started from, and the report compares it with that seed."""
     out = camp.results / f"{model}_scst"
 
     def command() -> list[list[str]]:
         from lit_mc.report.caption_runs import best_checkpoint
 
-        seed = best_seed(camp, model)
+        seed = camp.scst_from[model] if model in camp.scst_from else best_seed(camp, model)
         run = camp.run_folder(f"{model}_s{seed}")
         if run is None:
             again = camp.results / model / f"seed{seed}"
             raise LitMcError(f"the run of {model} seed {seed} is not on this machine (checkpoints are not committed)",
-                             f"train it again: delete {again} and run the campaign")  # fmt: skip
+                             f"train it again (delete {again} and run the campaign), or start from a seed whose run "
+                             f"is here: --scst-from {model}=S")  # fmt: skip
         extra = ["--config", str(camp.config("scst")), *_recipe_overrides(camp, model),
                  f"--model.init_args.init_from={best_checkpoint(run)}"]  # fmt: skip
         analyse = [sys.executable, "-m", "lit_mc.report.caption_runs", RUN, "--choose-decoding", "--name",
@@ -407,14 +411,32 @@ def next_clock_time(now: dt.datetime, hour: int, minute: int) -> dt.datetime:
     return stop if stop > now else stop + dt.timedelta(days=1)
 
 
+def scst_seeds(words: list[str]) -> dict[str, int]:
+    """``--scst-from MODEL=SEED`` words as ``{model: seed}``, each checked against the campaign's models and seeds."""
+    chosen = {}
+    for word in words:
+        model, _, seed = word.partition("=")
+        if model not in MODELS or seed not in {str(s) for s in SEEDS}:
+            raise LitMcError(f"--scst-from {word} names no model and seed of the campaign",
+                             f"use MODEL=SEED with MODEL one of {', '.join(MODELS)} and SEED one of "
+                             f"{', '.join(map(str, SEEDS))}")  # fmt: skip
+        chosen[model] = int(seed)
+    return chosen
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
     parser.add_argument("--stop-at", help="HH:MM: start no run after the next such time (runs in flight finish)")
     parser.add_argument("--only", help="comma-separated groups: recipe, xe, scst, prefix (default: all)")
     parser.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
+    parser.add_argument("--scst-from", action="append", default=[], metavar="MODEL=SEED",
+                        help="start MODEL's SCST from this seed instead of its best by validation CIDEr")  # fmt: skip
     opts = parser.parse_args(argv)
-    camp = Campaign()
+    try:
+        camp = Campaign(scst_from=scst_seeds(opts.scst_from))
+    except LitMcError as e:  # one line and exit 2, as every lit-mc command
+        parser.exit(2, f"lit-mc: error: {e}\n")
     jobs = all_jobs(camp)
     jobs = select_jobs(jobs, opts.only)
     if opts.dry_run:
