@@ -34,6 +34,12 @@ def fixture_results(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) 
         run = next((work / "lightning_logs").glob("version_*"))
         (work / "results" / "cifar10").mkdir(parents=True)
         shutil.copytree(run, work / "results" / "cifar10" / "baseline")
+        best = work / "results" / "cifar10" / "best_model" / "seed0"  # the same run stands in for a best-model seed
+        shutil.copytree(run, best)
+        writer = '--trainer.callbacks=[{"class_path": "lit_mc.classification.PredictionWriter"}]'
+        main(["predict", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), writer, f"--data.data_dir={cifar_root}",
+              *QUIET])  # fmt: skip
+        shutil.copy(next((work / "lightning_logs").glob("version_*/predictions.csv")), best / "predictions.csv")
         budget = [f"--data.data_dir={cifar_root}", "--data.val_size=50", "--trainer.max_epochs=1", *QUIET]
         main(["cv", "--config", str(REPO / "configs" / "cifar10" / "baseline.yaml"), "--folds", "2", *budget])
         study = yaml.safe_load((REPO / "configs" / "studies" / "learning_rate.yaml").read_text())
@@ -73,7 +79,8 @@ def test_cifar_notebook_runs_on_fixture_results(fixture_results: Path, cifar_roo
     assert "Test accuracy" in text and "Reflection (learning_rate)" in text
     assert "The claims read (learning_rate)" in text and "Holm-adjusted p" in text  # the fixture's claim, 2 folds
     assert "What the curves show, in numbers" in text
-    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4  # sample grid, curves, study figures
+    assert "best model (seed0) minus baseline" in text and "Calibration, read from the diagram" in text
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 7  # + confusion, calibration, mistakes
     _assert_numbers_come_from_results(tmp_path / "facts.json", text, "01_cifar10_study", least=10)
 
 

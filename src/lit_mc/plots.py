@@ -234,7 +234,7 @@ def reliability_figure(bins: list[dict], title: str) -> Figure:
 def mistakes_figure(images: torch.Tensor, captions: Sequence[str], title: str, columns: int = 8) -> Figure:
     """A grid of images (uint8, N x 3 x H x W), each with its caption (e.g. 'cat -> dog 0.99')."""
     rows = max(1, -(-len(images) // columns))
-    fig = Figure(figsize=(columns * 1.1, rows * 1.35))
+    fig = Figure(figsize=(columns * 1.1, rows * 1.6))
     axes = fig.subplots(rows, columns, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()

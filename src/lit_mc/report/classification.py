@@ -302,8 +302,9 @@ def study_progress_tables(progress: dict[str, Any]) -> list[Any]:
     for row in _progress_rows(progress):
         table.add_row(*row)
     todo = sum(r["to_train_now"] for r in progress["rows"])
-    return [table, f"{progress['metric']} in %; {todo} cells still to train now (more may follow once re-tuning "
-            "chooses a rate); no verdict until every cell is stored"]  # fmt: skip
+    later = " (more follow once re-tuning chooses a rate)" if progress.get("retunes") else ""
+    return [table, f"{progress['metric']} in %; {todo} cells still to train now{later}; no verdict until every cell "
+            "is stored"]  # fmt: skip
 
 
 CLAIMS_HEADER = ["study", "claim", "effect (points)", "95% CI", "p", "p (Holm, study)", "p (Holm, all claims)",

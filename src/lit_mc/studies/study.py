@@ -725,6 +725,7 @@ def build_progress(run: StudyRun) -> dict[str, Any]:
         "hypothesis": study.hypothesis,
         "metric": study.metric,
         "repeat": "seed" if study.seeds else "fold",
+        "retunes": study.retune is not None,
         "rows": rows,
         "complete": all(r["to_train_now"] == 0 for r in rows),
     }
