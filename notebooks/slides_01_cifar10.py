@@ -141,8 +141,24 @@ show(report.markdown_table(["study", "claim", "verdict"], rows) if rows else "No
 # ## The best model so far
 
 # %%
+progress_file = RESULTS / "studies" / "best_model" / "study_progress.json"
+progress_rows = report.read_json(progress_file)["rows"] if progress_file.is_file() else []
+full = progress_rows[0] if progress_rows else None
+ablations = [len(r["values"]) for r in progress_rows[1:]], [r["repeats"] for r in progress_rows[1:]]
+best_run = RESULTS / "cifar10" / "best_model" / "seed0"
 best = RESULTS / "cifar10" / "best"
-if (best / "test_metrics.json").is_file():
+if full is not None and full["values"]:
+    source = "studies/best_model/study_progress.json"
+    mean = facts.get(source, "rows", 0, "summary", "mean")
+    gain = facts.derive("difference", mean, acc, fmt="points")
+    show(f"FastNet (airbench94 at a quarter of its compute: BatchNorm, GELU, Nesterov momentum, label smoothing, "
+         f"flips and translations, lookahead, test-time augmentation), all training images, 8 epochs: test accuracy "
+         f"**{mean}**, mean of {len(full['values'])} of its {full['repeats']} seeds ({gain} over the baseline); "
+         f"its leave-one-out ablations: {sum(ablations[0])} of {sum(ablations[1])} runs stored so far.")
+    if (best_run / "test_metrics.json").is_file():
+        show_fig(report.confusion_figure(report.read_json(best_run / "test_metrics.json"),
+                                         "best model, seed 0: test confusion"), 420)  # fmt: skip
+elif (best / "test_metrics.json").is_file():
     metrics = report.read_json(best / "test_metrics.json")
     best_acc = facts.get("cifar10/best/test_metrics.json", "metrics", "test_acc")
     gain = facts.derive("difference", best_acc, acc, fmt="points")
