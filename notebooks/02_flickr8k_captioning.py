@@ -165,7 +165,8 @@ else:
 # and compares runs image by image: the per-image CIDEr-D and BLEU-4 differences, resampled over the test images
 # (paired bootstrap) for a confidence interval. A model with seeds enters a comparison with each image's mean over its
 # seeds. Self-critical fine-tuning (SCST, Rennie et al. 2017) starts from the best seed's checkpoint (by validation
-# CIDEr) and is compared with that seed. Rows appear as the campaign's runs are analysed
+# CIDEr; where that checkpoint was on an earlier machine, from a seed trained on this one, as the reading says) and
+# is compared with the seed it started from. Rows appear as the campaign's runs are analysed
 # (`python -m lit_mc.report.caption_runs RUN --choose-decoding --name MODEL/seedS`); the issue's targets are a
 # transformer at least level with Show-Attend-Tell on CIDEr, and a best model at CIDEr and BLEU-4 of the stated
 # thresholds (`TARGETS` below).
@@ -207,7 +208,12 @@ if analysed:
     for name, start in report.scst_runs(RESULTS).items():
         r = report.paired_difference(name, start, "cider", RESULTS)
         b = report.paired_difference(name, start, "bleu4", RESULTS)
-        lines.append(f"SCST from {start} changes per-image CIDEr-D by {interval(r)} and BLEU-4 by {interval(b)}.")
+        best_seed = report.best_validation_seed(start.split("/")[0], RESULTS)
+        which = ("its model's best seed by validation CIDEr" if start == best_seed else
+                 f"not its model's best seed by validation CIDEr ({best_seed}), whose checkpoint was on an earlier "
+                 "machine")
+        lines.append(f"SCST from {start} ({which}) changes per-image CIDEr-D by {interval(r)} and BLEU-4 by "
+                     f"{interval(b)}.")
     best = max(analysed, key=lambda n: statistics.mean(seed_scores(n, "cider")))
     met = {m: statistics.mean(seed_scores(best, m)) >= t for m, t in TARGETS.items()}
     lines.append(f"The highest mean test CIDEr is {best}'s ({mean_sd(seed_scores(best, 'cider'))}, BLEU-4 "

@@ -457,6 +457,7 @@ def test_scst_starts_from_the_best_seed_or_the_one_named(tmp_path: Path, capsys:
     for seed, cider in ((0, 0.42), (1, 0.41), (2, 0.40)):
         (results / "show_and_tell" / f"seed{seed}").mkdir(parents=True)
         (results / "show_and_tell" / f"seed{seed}" / "metrics.csv").write_text(f"epoch,step,val_cider\n0,9,{cider}\n")
+        (results / "show_and_tell" / f"seed{seed}" / "examples.json").write_text("{}")
     checkpoints = logs / "flickr8k_show_and_tell_s2" / "version_0" / "checkpoints"
     checkpoints.mkdir(parents=True)
     best = checkpoints / "best-epoch=06-val_cider=0.4000.ckpt"

@@ -223,13 +223,9 @@ def _recipe_overrides(camp: Campaign, model: str) -> list[str]:
 
 def best_seed(camp: Campaign, model: str) -> int:
     """The seed whose run reached the highest validation CIDEr (from the analysed runs' copied metrics logs)."""
-    from lit_mc.runs import read_metrics_csv
+    from lit_mc.report.captioning import best_validation_seed
 
-    def best(seed: int) -> float:
-        rows = read_metrics_csv(camp.results / model / f"seed{seed}" / "metrics.csv")
-        return max(r["val_cider"] for r in rows if "val_cider" in r)
-
-    return max(SEEDS, key=best)
+    return int(best_validation_seed(model, camp.results.parent).removeprefix(f"{model}/seed"))
 
 
 def scst_job(camp: Campaign, model: str) -> Job:

@@ -356,6 +356,21 @@ def scst_start(run: Path) -> str | None:
     return f"{found.group(1)}/seed{found.group(2)}" if found else None
 
 
+def best_validation_seed(model: str, root: Path | None = None) -> str:
+    """The result name (``model/seedK``) of the model's seed with the highest validation CIDEr at any epoch (from
+    the analysed seeds' copied ``metrics.csv``): the seed SCST starts from unless told otherwise."""
+    from lit_mc.runs import read_metrics_csv
+
+    def best(run: Path) -> float:
+        return max(r["val_cider"] for r in read_metrics_csv(run / "metrics.csv") if "val_cider" in r)
+
+    runs = [r for r in caption_result_runs(root).get(model, []) if r.name.startswith("seed")]
+    if not runs:
+        raise LitMcError(f"no analysed seed of {model} in {(root or results_root()) / 'flickr8k' / model}",
+                         "run its seeds first (python -m lit_mc.campaigns.flickr8k)")  # fmt: skip
+    return f"{model}/{max(runs, key=best).name}"
+
+
 def scst_runs(root: Path | None = None) -> dict[str, str]:
     """``SCST result name -> the cross-entropy seed it started from`` (``model/seedK``)."""
     found = {name: scst_start(runs[0]) for name, runs in caption_result_runs(root).items() if name.endswith("_scst")}
