@@ -882,16 +882,31 @@ else:
 baseline_metrics = RESULTS / "cifar10" / "baseline" / "test_metrics.json"
 best_dir = RESULTS / "cifar10" / "best_model"
 best_runs = sorted(best_dir.glob("seed*/test_metrics.json"))
-if best_runs and baseline_metrics.is_file():
-    best_metrics = report.read_json(best_runs[0])
-    best_name = f"best model ({best_runs[0].parent.name})"
-    show(report.per_class_markdown({"baseline": report.read_json(baseline_metrics), best_name: best_metrics}))
-    show("The most frequent confusions, baseline then best model (counts of test images of the true class):")
-    show(report.confusion_pairs_markdown(report.read_json(baseline_metrics)))
-    show(report.confusion_pairs_markdown(best_metrics))
-    show_fig(report.confusion_figure(best_metrics, f"{best_name}: test confusion (row-normalised)"))
+compared = {"baseline (make train)": baseline_metrics,  # lr 0.01, 45,000 / 5,000, 20 epochs, best-val checkpoint
+            "tuned baseline": RESULTS / "cifar10" / "tuned" / "test_metrics.json",  # tuned.yaml, lr 0.04
+            **{f"best model ({p.parent.name})": p for p in best_runs[:1]}}
+compared = {name: report.read_json(path) for name, path in compared.items() if path.is_file()}
+if best_runs and len(compared) > 1:
+    show("Per class, on the test images (the last column: the best model minus the first baseline):")
+    show(report.per_class_markdown(compared))
+    for name, metrics in compared.items():
+        show(f"The most frequent confusions of the {name} (test images of the true class):")
+        show(report.confusion_pairs_markdown(metrics))
+    best_name = next(reversed(compared))
+    show_fig(report.confusion_figure(compared[best_name], f"{best_name}: test confusion (row-normalised)"))
 else:
     print("no tested best-model run in", best_dir)
+
+# %%
+for name, folder in {"tuned baseline": RESULTS / "cifar10" / "tuned"}.items():  # the baselines' calibration
+    if (folder / "predictions.csv").is_file() and arrays is not None:
+        pred, conf = report.read_predictions(folder / "predictions.csv")
+        correct = [p == y for p, y in zip(pred, arrays.test_labels.tolist(), strict=True)]
+        bins = [b for b in report.reliability_bins(conf, correct) if b["count"]]
+        over = sum(b["accuracy"] < b["confidence"] for b in bins)
+        show_fig(report.reliability_figure(conf, correct, f"{name}: calibration on the test images"))
+        show(f"The {name}: in {over} of its {len(bins)} filled confidence bins the accuracy is below the mean "
+             "confidence (over-confident there).")
 
 # %%
 predictions = sorted(best_dir.glob("seed*/predictions.csv"))
