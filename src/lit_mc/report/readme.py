@@ -51,7 +51,24 @@ def studies_block(root: Path) -> str:
     return claims_summary_markdown(root)
 
 
-BLOCKS: dict[str, Callable[[Path], str]] = {"studies": studies_block, "captions": captions_block}
+def best_model_block(root: Path) -> str:
+    """The best_model study's full recipe and ablations: its report once every run is stored, else its progress."""
+    from lit_mc.report.classification import study_markdown, study_progress_markdown
+    from lit_mc.report.common import read_json
+
+    folder = root / "studies" / "best_model"
+    if (folder / "study_progress.json").is_file():
+        return study_progress_markdown(read_json(folder / "study_progress.json"))
+    if (folder / "study.json").is_file():
+        return study_markdown(read_json(folder / "study.json"))
+    return "No run of the best_model study is stored yet."
+
+
+BLOCKS: dict[str, Callable[[Path], str]] = {
+    "studies": studies_block,
+    "captions": captions_block,
+    "best_model": best_model_block,
+}
 
 
 def render(text: str, root: Path, names: tuple[str, ...] = tuple(BLOCKS)) -> tuple[str, list[str]]:
