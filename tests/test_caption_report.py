@@ -53,6 +53,12 @@ def test_seeds_are_summarised_by_mean_and_spread_and_single_runs_as_they_are(tmp
     assert rows["transformer"][:2] == ["3", "beam 3 / penalty 0.5 (validation)"]
     assert rows["transformer"][-3] == "62.0 ± 2.0"  # CIDEr at the analysed beam, not beam 9
     assert rows["transformer"][-2:] == ["12.50M (2.50M trained)", "31.2"]
+    (root / "transformer" / "seed2" / "decoding.json").write_text(
+        json.dumps({"best": {"beam_size": 5, "length_penalty": 1.0}})
+    )
+    assert rows_of(caption_seed_table(tmp_path))["transformer"][1] == (
+        "beam 3 / penalty 0.5 (seed0, seed1); beam 5 / penalty 1 (seed2) (validation)"
+    )  # each seed's own choice
     single = rows["show_and_tell (first round)"]  # a run from before the seeded layout says so
     assert single[:2] == ["1", "greedy"] and single[-3:] == ["49.0", "-", "-"]
     write_run(root / "show_and_tell_scst", beam=3, cider=0.55, decoding=True, diversity=False)  # a single run by design

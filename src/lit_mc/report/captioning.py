@@ -339,7 +339,8 @@ def paired_comparison_markdown(models: Sequence[str], against: str, root: Path |
         cider, bleu4 = (paired_difference(model, against, m, root) for m in ("cider", "bleu4"))
         rows.append([model, str(cider["images"]), _interval(cider), f"{cider['p']:.3g}", _interval(bleu4),
                      f"{bleu4['p']:.3g}"])  # fmt: skip
-    header = ["model", "images", f"CIDEr-D - {against} [95% CI]", "p", f"BLEU-4 - {against} [95% CI]", "p"]
+    header = ["model", "images", f"CIDEr-D - {against} [95% CI]", "p",
+              f"sentence BLEU-4 (mean per image) - {against} [95% CI]", "p"]  # not the corpus BLEU-4 of the tables
     return markdown_table(header, rows)
 
 
@@ -388,8 +389,8 @@ def scst_comparison_markdown(root: Path | None = None) -> str:
             r = paired_difference(name, start, metric, root)
             cells += [f"{100 * r['against_mean']:.1f} -> {100 * r['model_mean']:.1f}", _interval(r)]
         rows.append(cells)
-    header = ["SCST run", "started from", "CIDEr-D (XE -> SCST)", "difference [95% CI]", "BLEU-4 (XE -> SCST)",
-              "difference [95% CI]"]  # fmt: skip
+    header = ["SCST run", "started from", "CIDEr-D (XE -> SCST)", "difference [95% CI]",
+              "sentence BLEU-4, mean per image (XE -> SCST)", "difference [95% CI]"]  # fmt: skip
     return markdown_table(header, rows) if rows else ""
 
 
@@ -429,8 +430,13 @@ def caption_seed_table(root: Path | None = None) -> str:
     for name, runs in caption_result_runs(root).items():
         scores = [_tested_scores(run) for run in runs]
         beams = sorted({beam for beam, _ in scores})
-        chosen = [read_json(run / "decoding.json")["best"] for run in runs if (run / "decoding.json").is_file()]
-        decoding = ", ".join(f"beam {b['beam_size']} / penalty {b['length_penalty']:g}" for b in chosen[:1])
+        chosen = {
+            run.name: read_json(run / "decoding.json")["best"] for run in runs if (run / "decoding.json").is_file()
+        }
+        groups: dict[str, list[str]] = {}  # each seed's own choice: one decoding, or which seeds chose which
+        for seed, best in chosen.items():
+            groups.setdefault(f"beam {best['beam_size']} / penalty {best['length_penalty']:g}", []).append(seed)
+        decoding = "; ".join(f"{d} ({', '.join(who)})" if len(groups) > 1 else d for d, who in groups.items())
         decoding = (
             f"{decoding} (validation)" if chosen else ", ".join("greedy" if b == 1 else f"beam {b}" for b in beams)
         )
@@ -441,8 +447,8 @@ def caption_seed_table(root: Path | None = None) -> str:
         # a captioner's single run from before the seeded campaign (SCST and prefix-LM rows are single by design)
         first_round = name in CAPTIONERS and not runs[0].name.startswith("seed")
         rows.append([name + (" (first round)" if first_round else ""), len(runs), decoding, *cells, params, flops])
-    header = ["run", "seeds", "decoding", "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr",
-              "parameters", "MFLOPs / caption"]  # fmt: skip
+    header = ["run", "seeds", "decoding", "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L",
+              "CIDEr", "parameters", "MFLOPs / caption"]  # fmt: skip
     return markdown_table(header, rows)
 
 
