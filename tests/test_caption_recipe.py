@@ -470,3 +470,27 @@ def test_scst_starts_from_the_best_seed_or_the_one_named(tmp_path: Path, capsys:
     with pytest.raises(SystemExit) as info:
         main(["--dry-run", "--scst-from", "transformer=7"])
     assert info.value.code == 2 and capsys.readouterr().err.startswith("lit-mc: error: --scst-from transformer=7")
+
+
+def test_scst_of_a_recipe_model_trains_with_scst_settings_not_the_recipe_ones(tmp_path: Path) -> None:
+    """The transformer's recipe (lr 8e-4, cosine with warm-up, label smoothing) comes before the SCST overlay, so the
+    resolved SCST run has the overlay's rate, constant schedule and no smoothing, and keeps the recipe's dropout."""
+    from lit_mc.campaigns.flickr8k import Campaign, scst_job
+    from lit_mc.runner import run_lightning_cli
+
+    results, logs = tmp_path / "flickr8k", tmp_path / "logs"
+    (results / "recipe").mkdir(parents=True)
+    recipe = {"warmup_steps": 500, "dropout": 0.3, "label_smoothing": 0.1, "schedule": "cosine", "lr": 0.0008}
+    (results / "recipe" / "r4.json").write_text(json.dumps({"tag": "r4", "overrides": recipe, "best_val_cider": 1}))
+    checkpoints = logs / "flickr8k_transformer_s0" / "version_0" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    best = checkpoints / "best-epoch=06-val_cider=0.4000.ckpt"
+    best.write_bytes(b"")
+    torch.save({"callbacks": {"ModelCheckpoint{}": {"best_model_path": str(best)}}}, checkpoints / "last.ckpt")
+    camp = Campaign(repo=REPO, results=results, logs=logs, scst_from={"transformer": 0})
+    fit = scst_job(camp, "transformer").command()[0]
+    args = fit[fit.index("fit") + 1 :]
+    args = [a for a in args if not a.startswith(("--model.init_args.init_from", "--trainer.logger"))]
+    model = run_lightning_cli([*args, "--trainer.logger=false"], run=False).model.hparams
+    assert (model.lr, model.schedule, model.warmup_steps, model.label_smoothing) == (2e-5, "constant", 0, 0.0)
+    assert model.dropout == 0.3 and model.scst == 5

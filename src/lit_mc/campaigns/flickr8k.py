@@ -244,7 +244,9 @@ def scst_job(camp: Campaign, model: str) -> Job:
             raise LitMcError(f"the run of {model} seed {seed} is not on this machine (checkpoints are not committed)",
                              f"train it again (delete {again} and run the campaign), or start from a seed whose run "
                              f"is here: --scst-from {model}=S")  # fmt: skip
-        extra = ["--config", str(camp.config("scst")), *_recipe_overrides(camp, model),
+        # the recipe first, the SCST overlay after it: SCST's own rate, schedule and loss replace the recipe's (the
+        # architecture and dropout stay the checkpoint's recipe)
+        extra = [*_recipe_overrides(camp, model), "--config", str(camp.config("scst")),
                  f"--model.init_args.init_from={best_checkpoint(run)}"]  # fmt: skip
         analyse = [sys.executable, "-m", "lit_mc.report.caption_runs", RUN, "--choose-decoding", "--name",
                    f"{model}_scst", "--data", str(camp.data), "--out", str(camp.results)]  # fmt: skip
