@@ -254,6 +254,7 @@ def test_study_runs_resumes_and_reports(
     base, other = progress["rows"]
     assert base["runs"] == [0, 1] and base["values"] == report["rows"][0]["values"] and base["to_train_now"] == 0
     assert base["cells"] == report["rows"][0]["cells"] and other["cells"] == report["rows"][1]["cells"][:1]
+    assert base["claims"] == [] and other["claims"] == [c["claim"] for c in report["claims"]]  # what it will test
     assert other["runs"] == [0] and other["values"] == report["rows"][1]["values"][:1] and other["to_train_now"] == 1
     assert json.loads((tmp_path / "results" / "studies" / "lr_study" / "study.json").read_text()) == report
 

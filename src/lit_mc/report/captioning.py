@@ -339,8 +339,14 @@ def paired_comparison_markdown(models: Sequence[str], against: str, root: Path |
         cider, bleu4 = (paired_difference(model, against, m, root) for m in ("cider", "bleu4"))
         rows.append([model, str(cider["images"]), _interval(cider), f"{cider['p']:.3g}", _interval(bleu4),
                      f"{bleu4['p']:.3g}"])  # fmt: skip
-    header = ["model", "images", f"CIDEr-D - {against} [95% CI]", "p",
-              f"sentence BLEU-4 (mean per image) - {against} [95% CI]", "p"]  # not the corpus BLEU-4 of the tables
+    header = [
+        "model",
+        "images",
+        f"CIDEr-D - {against} [95% CI]",
+        "p",
+        f"sentence BLEU-4 (mean per image) - {against} [95% CI]",
+        "p",
+    ]  # not the corpus BLEU-4 of the tables
     return markdown_table(header, rows)
 
 

@@ -285,8 +285,13 @@ def _progress_rows(progress: dict[str, Any]) -> list[list[str]]:
 
 
 def study_progress_markdown(progress: dict[str, Any]) -> str:
-    """A study whose cells are not all stored yet: what each setting has so far, in %; no comparison, no verdict."""
-    return markdown_table(PROGRESS_HEADER, _progress_rows(progress)) + (
+    """A study whose cells are not all stored yet: what each setting has so far, in %; no comparison, no verdict.
+    A setting that a claim names (other than the reference) gets the claim beside it: what its runs will test."""
+    header, rows = PROGRESS_HEADER, _progress_rows(progress)
+    if any(r.get("claims") for r in progress["rows"]):
+        header = [*header, "claim it tests"]
+        rows = [[*row, "; ".join(r.get("claims", []))] for row, r in zip(rows, progress["rows"], strict=True)]
+    return markdown_table(header, rows) + (
         f"\n\n{progress['metric']} in %, stored runs only. The study is in progress: no comparison and no verdict "
         "until every cell it needs is stored."
     )

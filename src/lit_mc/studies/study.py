@@ -718,6 +718,7 @@ def build_progress(run: StudyRun) -> dict[str, Any]:
             "to_train_now": len(needed),
             "retuning": info is None and retuning,
             "candidates": candidates,
+            "claims": [c.claim for c in study.claims if setting in c.order and setting != study.reference_point()],
             "wall_s": sum(c["wall_s"] for _, c in stored),
         })  # fmt: skip
     return {
