@@ -309,7 +309,7 @@ if len(tested) >= 2:
     for m in tested:
         curve = [r["val_cider"] for r in read_metrics_csv(RESULTS / "flickr8k" / m / "metrics.csv") if "val_cider" in r]
         peak[m] = curve.index(max(curve)) + 1
-    lines.append(f"The weakest with beam search is {weakest} (CIDEr {score(weakest, 3, 'cider')}); its validation "
+    lines.append(f"In this first round the weakest with beam search is {weakest} (CIDEr {score(weakest, 3, 'cider')}); its validation "
                  f"CIDEr peaked at epoch {peak[weakest]}, against " + ", ".join(
                      f"{peak[m]} for {m}" for m in tested if m != weakest) + ".")
     lines.append("Each model ran once (one seed), and the beam was read off the test split, so these rows are not "
@@ -320,29 +320,40 @@ if len(tested) >= 2:
 # %% [markdown]
 # ## 5. Where the models look
 #
-# Greedy captions of the test images that scored best and worst (per-image CIDEr), with the attention of every word
-# drawn over the picture (`lit_mc.captioning.attention.attention_figure`, the same function the training callback
-# uses). Show and Tell has no attention to draw.
+# Greedy captions of the test images that scored best and worst (per-image CIDEr-D), with the attention of every
+# word drawn over the picture (`lit_mc.captioning.attention.attention_figure`, the same function the training
+# callback uses): from each model's first seed where the seeded campaign has run, else from its first-round run, as
+# each heading says. The transformer's maps average its heads and layers; its per-layer, per-head maps of the same
+# caption follow. Show and Tell has no attention to draw.
 
 # %%
-for model in ("show_attend_tell", "transformer", "show_and_tell"):
-    folder = RESULTS / "flickr8k" / model
+example_runs = [f"{m}/seed0" if (RESULTS / "flickr8k" / m / "seed0" / "examples.json").is_file() else m
+                for m in ("show_attend_tell", "transformer", "show_and_tell")]  # the first seed, else the first round
+for name in example_runs:
+    model = name.split("/")[0]
+    folder = RESULTS / "flickr8k" / name
     if not (folder / "examples.json").is_file():
         print("no examples for", model)
         continue
     for kind in ("best", "worst"):
-        show(f"### {model}: {kind}-scored test captions")
-        show(report.caption_examples_markdown(model, kind, RESULTS))
-        for png in sorted((folder / kind).glob("row=*.png"))[:2]:
+        show(f"### {name}{'' if '/' in name else ' (first round)'}: {kind}-scored test captions")
+        show(report.caption_examples_markdown(name, kind, RESULTS))
+        for png in sorted(p for p in (folder / kind).glob("row=*.png") if not p.stem.endswith("_heads"))[:2]:
+            show(f"{name}, {kind}-scored test image ({png.stem}): attention at each word")
             display(Image(filename=str(png)))
+            if (heads := png.with_name(f"{png.stem}_heads.png")).is_file():
+                show(f"{name}, the same caption: each layer's and head's attention")
+                display(Image(filename=str(heads)))
 
 # %% [markdown]
-# **Error analysis.** What separates the best from the worst captions above, counted: the share of a caption's words
-# that occur in one of its references, and how many captions hold `<unk>` (a word seen fewer than `min_count` times
-# in the training captions, which no model can write).
+# **Error analysis.** The best and worst captions above, counted: the share of a caption's words that occur in one of
+# its references, and how many captions hold `<unk>` (a word seen fewer than `min_count` times in the training
+# captions, which no model can write). The first count is circular by construction (the captions were picked by
+# CIDEr-D, which rewards words shared with the references), so it only confirms the pick; it does not say why a
+# caption failed. The same random test images for every run, below, are the view without that selection.
 
 # %%
-overlap = report.example_overlap_markdown(("show_and_tell", "show_attend_tell", "transformer"), RESULTS)
+overlap = report.example_overlap_markdown(example_runs, RESULTS)
 show(overlap or "no examples stored")
 if analysed:
     show("**The same random test images, every run** (not the best or worst; CIDEr-D x100 in brackets):")

@@ -148,8 +148,8 @@ def transformer_recipe_figure(root: Path | None = None) -> Figure:
 def caption_examples_markdown(model: str, kind: str, root: Path | None = None) -> str:
     """The best- or worst-scored test captions of a model, with their references."""
     examples = read_json((root or results_root()) / "flickr8k" / model / "examples.json")
-    rows = [[e["image"], e["caption"], f"{e['cider']:.2f}", "<br>".join(e["references"])] for e in examples[kind]]
-    return markdown_table(["image", "generated (greedy)", "CIDEr", "references"], rows)
+    rows = [[e["image"], e["caption"], f"{100 * e['cider']:.1f}", "<br>".join(e["references"])] for e in examples[kind]]
+    return markdown_table(["image", "generated (greedy)", "CIDEr-D (x100)", "references"], rows)
 
 
 def example_overlap_markdown(models: Sequence[str], root: Path | None = None) -> str:
