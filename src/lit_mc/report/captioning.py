@@ -81,21 +81,31 @@ def caption_training_summary(root: Path | None = None) -> str:
 
 
 def caption_curves_figure(root: Path | None = None) -> Figure:
-    """Training loss (per epoch) and validation loss / CIDEr of each trained captioner."""
+    """Training cross-entropy (per epoch) and validation cross-entropy / CIDEr (x100) of each captioner: its first
+    seed where the seeded campaign has run, else its first-round run, as the legend says."""
     from lit_mc.runs import read_metrics_csv
 
     root = (root or results_root()) / "flickr8k"
-    fig = Figure(figsize=(12, 3.6))
+    fig = Figure(figsize=(12, 3.8))
     axes = fig.subplots(1, 3)
     for i, model in enumerate(CAPTIONERS):
-        rows = read_metrics_csv(root / model / "metrics.csv")
-        for ax, key in zip(axes, ("train_loss_epoch", "val_loss", "val_cider"), strict=True):
-            points = [(r["epoch"] + 1, r[key]) for r in rows if key in r]
+        seeded = root / model / "seed0" / "metrics.csv"
+        path, label = (seeded, f"{model} (seed 0)") if seeded.is_file() else (root / model / "metrics.csv",
+                                                                              f"{model} (first round)")  # fmt: skip
+        if not path.is_file():
+            continue
+        rows = read_metrics_csv(path)
+        train = "train_ce" if any("train_ce" in r for r in rows) else "train_loss_epoch"  # CE without penalties
+        label += "" if train == "train_ce" else " [training loss with any penalty]"  # runs logged before train_ce
+        for ax, key, scale in zip(axes, (train, "val_loss", "val_cider"), (1, 1, 100), strict=True):
+            points = [(r["epoch"] + 1, scale * r[key]) for r in rows if key in r]
             if points:
-                ax.plot(*zip(*points, strict=True), "o-", color=f"C{i}", label=model)
-    for ax, title in zip(axes, ("training loss", "validation cross-entropy", "validation CIDEr (greedy)"), strict=True):
+                ax.plot(*zip(*points, strict=True), "o-", color=f"C{i}", label=label)
+    titles = ("training cross-entropy", "validation cross-entropy", "validation CIDEr (greedy)")
+    for ax, title, unit in zip(axes, titles, ("nats per word", "nats per word", "CIDEr x100"), strict=True):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
+        ax.set_ylabel(unit)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
