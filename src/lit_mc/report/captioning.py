@@ -53,31 +53,27 @@ def _stop_reason(config: dict[str, Any], epochs: int) -> str:
 
 
 def caption_training_summary(root: Path | None = None) -> str:
-    """How long each captioner trained and why it stopped, and which model leads each test metric (beam 3)."""
+    """How long each captioner's runs trained and why they stopped: every seed of the campaign where it has run,
+    else the first round's single run. (Test scores are compared in the seed table, not here.)"""
     import yaml
 
     from lit_mc.runs import read_metrics_csv
 
     root = (root or results_root()) / "flickr8k"
-    rows, leaders = [], {}
+    rows = []
     for model in CAPTIONERS:
-        folder = root / model
-        if not (folder / "metrics.csv").is_file():
-            continue
-        rows_csv = read_metrics_csv(folder / "metrics.csv")
-        curve = [(int(r["epoch"]) + 1, r["val_cider"]) for r in rows_csv if "val_cider" in r]
-        config = yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else {}
-        best_epoch, best = max(curve, key=lambda point: point[1])
-        rows.append(
-            [model, str(curve[-1][0]), f"{100 * best:.1f} (epoch {best_epoch})", _stop_reason(config, curve[-1][0])]
-        )
-        tested = read_json(folder / "test_metrics.json") if (folder / "test_metrics.json").is_file() else {}
-        for metric, value in tested.get("beam3", {}).items():
-            if value > leaders.get(metric, ("", -1.0))[1]:
-                leaders[metric] = (model, value)
-    table = markdown_table(["model", "epochs trained", "best validation CIDEr", "stopped by"], rows)
-    lead = ", ".join(f"{m}: {leaders[m][0]} ({100 * leaders[m][1]:.1f})" for m in CAPTION_METRICS if m in leaders)
-    return table + (f"\n\nHighest test score per metric with beam 3: {lead}." if lead else "")
+        seeds = sorted(p for p in (root / model).glob("seed*") if (p / "metrics.csv").is_file())
+        runs = [(f"{model}/{p.name}", p) for p in seeds] or [(f"{model} (first round)", root / model)]
+        for name, folder in runs:
+            if not (folder / "metrics.csv").is_file():
+                continue
+            curve = [(int(r["epoch"]) + 1, r["val_cider"]) for r in read_metrics_csv(folder / "metrics.csv")
+                     if "val_cider" in r]  # fmt: skip
+            config = yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else {}
+            best_epoch, best = max(curve, key=lambda point: point[1])
+            rows.append([name, str(curve[-1][0]), f"{100 * best:.1f} (epoch {best_epoch})",
+                         _stop_reason(config, curve[-1][0])])  # fmt: skip
+    return markdown_table(["run", "epochs trained", "best validation CIDEr (greedy, x100)", "stopped by"], rows)
 
 
 def caption_curves_figure(root: Path | None = None) -> Figure:
