@@ -271,13 +271,13 @@ def _progress_rows(progress: dict[str, Any]) -> list[list[str]]:
             values_text = ", ".join(f"{_setting_value(c['value'])}: {'-' if c['score'] is None else _pct(c['score'])}"
                                     for c in row["candidates"])  # fmt: skip
         else:
-            values_text = " ".join(_pct(v) for v in values) or "-"
+            values_text = " ".join(f"{100 * v:.2f}" for v in values) or "-"
         rows.append([
             label,
             f"{len(values)} of {row['repeats']} ({progress['repeat']} {', '.join(map(str, row['runs']))})"
             if values else f"0 of {row['repeats']}",
-            _pct(s["mean"]) if s else "-",
-            _pct(s["std"]) if s and s["n"] > 1 else "-",
+            f"{100 * s['mean']:.2f}" if s else "-",  # two decimals: seeds of one recipe can differ by hundredths
+            f"{100 * s['std']:.2f}" if s and s["n"] > 1 else "-",
             values_text,
             f"{todo}{row['to_train_now']} cells" if row["to_train_now"] else "none",
         ])  # fmt: skip
