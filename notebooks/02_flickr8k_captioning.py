@@ -406,13 +406,17 @@ if (BENCH / "toy_attention.json").is_file():
                    [len(looks)])
                 + f"; normalised entropy {entropy['colour']} at colour words, {entropy['shape']} at shape words, "
                 f"{entropy['other']} at the other words ('a', 'left', 'of', ...)"
-                + (", sharper at the object's words than at the words that name no object, as Xu et al. (2015) "
-                   "describe." if entropy['colour'].value < entropy['other'].value and
+                + (", so more concentrated at the object's words than at the words that name no object (lower "
+                   "entropy says concentrated, not concentrated on the object: the in-box share says where)."
+                   if entropy['colour'].value < entropy['other'].value and
                    entropy['shape'].value < entropy['other'].value else "."))
         shape_only = [m for m in ("show_attend_tell", "transformer")
                       if toy_get(m, "attention_in_box_shape_word_mean").value
                       <= 2 * toy_get(m, "uniform_attention_in_box_mean").value]  # fmt: skip
-        show("**Reading the toy set.** " + " ".join(lines)
+        show("**Reading the toy set.** One training run per model on the toy images, scored once, with no interval: "
+             "a first measurement, not a settled one; and the toy encoder (patches of the toy picture) is not the "
+             "Flickr8k grid, so it shows that the attention mechanism can find an object, not that the Flickr8k "
+             "models do. " + " ".join(lines)
              + (f" Why {', '.join(shape_only)} leaves the box at the shape word is not measured here; one reading: "
                 "the colour word is the first word of the object, and once the recurrent state holds the object the "
                 "shape can be named from it without looking again." if shape_only else ""))
