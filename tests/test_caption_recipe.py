@@ -220,6 +220,37 @@ def test_self_critical_reward_baseline_and_gradient_on_a_scripted_decoder() -> N
     assert grad[1] < 0 < grad[0]  # descending the loss raises the logit of "b" and lowers that of "a"
 
 
+def test_self_critical_mean_baseline_is_the_other_samples_mean() -> None:
+    """``scst_baseline: mean``: each sample's advantage is its reward minus the mean of the image's other samples,
+    so the advantages of an image sum to zero, and the loss is the per-word mean of -advantage * log p."""
+    from lit_mc.captioning import ShowAndTell
+    from lit_mc.captioning.reward import CiderD
+
+    module = ShowAndTell(embed_dim=4, hidden_dim=4, scst=8, max_length=3, scst_baseline="mean")
+    module._build(TINY, feature_dim=2)
+    module.decoder = _ScriptedSampler()
+    refs = [["b", "b"]]
+    module.cider_reward = CiderD(refs + [["a b"], ["a"]])
+    seen = {}
+    original = module.cider_reward.scores
+
+    def recording(hypotheses, references):  # noqa: ANN001, ANN202
+        out = original(hypotheses, references)
+        seen.setdefault("samples", out)  # the first call scores the samples
+        return out
+
+    module.cider_reward.scores = recording
+    torch.manual_seed(0)
+    loss, _ = module.self_critical_loss(torch.zeros(1, 1, 2), refs)
+    r = torch.tensor(seen["samples"])
+    advantage = r - (r.sum() - r) / (len(r) - 1)
+    assert 0 < (r > 0).sum() < len(r) and advantage.sum().abs() < 1e-6  # a mix, and zero-mean advantages
+    loss.backward()
+    assert module.decoder.logit.grad[1] < 0 < module.decoder.logit.grad[0]  # "b" raised, "a" lowered, as with greedy
+    with pytest.raises(LitMcError, match="scst"):
+        ShowAndTell(scst=1, scst_baseline="mean")
+
+
 def test_self_critical_fine_tuning_through_lit_mc_fit(tmp_path, in_tmp) -> None:  # noqa: ANN001
     """Cross-entropy first, then `lit-mc fit` with the SCST overlay from that checkpoint: the rewards are logged,
     the weights start from the checkpoint and move."""

@@ -77,6 +77,10 @@ class CaptionModule(L.LightningModule):
             meant to start from a cross-entropy checkpoint (``--ckpt_path`` of that run, or ``init_from``).
         init_from: a checkpoint whose weights this run starts from (a new run: its optimiser and epoch count do
             not carry over), e.g. the cross-entropy model that SCST fine-tunes.
+        scst_baseline: what SCST subtracts from a sample's reward: ``greedy``, the greedy caption's CIDEr-D (Rennie
+            et al. 2017), or ``mean``, the mean reward of the image's other samples (Luo 2020, "A Better Variant of
+            Self-Critical Sequence Training"): zero-mean advantages even when samples score far below the greedy
+            caption, as those of a model trained with label smoothing do.
     """
 
     # how a trained captioner is decoded and scored, not what it learnt: ``lit-mc test --ckpt_path`` may set these
@@ -99,11 +103,14 @@ class CaptionModule(L.LightningModule):
         warmup_steps: int = 0,
         scst: int = 0,
         init_from: str | None = None,
+        scst_baseline: Literal["greedy", "mean"] = "greedy",
     ) -> None:
         super().__init__()
         check_option(0 <= label_smoothing < 1, "label_smoothing", label_smoothing, "in [0, 1)")
         check_option(warmup_steps >= 0, "warmup_steps", warmup_steps, ">= 0")
         check_option(scst >= 0, "scst", scst, ">= 0 (samples per image; 0: cross-entropy training)")
+        check_option(scst_baseline in ("greedy", "mean"), "scst_baseline", scst_baseline, "greedy or mean")
+        check_option(scst_baseline == "greedy" or scst != 1, "scst", scst, ">= 2 with scst_baseline mean")
         check_option(schedule in ("constant", "inverse_sqrt", "cosine"), "schedule", schedule,
                      "constant, inverse_sqrt or cosine")  # fmt: skip
         self.save_hyperparameters()
@@ -210,8 +217,9 @@ class CaptionModule(L.LightningModule):
         self, features: torch.Tensor, references: list[list[str]]
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """SCST: ``-(reward - baseline) * log p(sample)`` over ``scst`` samples per image, reward the sample's
-        CIDEr-D and baseline the greedy caption's (decoded in eval mode, as at test time), per word of the
-        samples; and the mean sample and greedy rewards, for the log."""
+        CIDEr-D and baseline the greedy caption's (decoded in eval mode, as at test time) or the mean of the image's
+        other samples (``scst_baseline``), per word of the samples; and the mean sample and greedy rewards, for the
+        log."""
         k, vocab = self.hparams.scst, self.vocab
         was_training = self.training
         self.eval()
@@ -224,7 +232,11 @@ class CaptionModule(L.LightningModule):
         repeated = [refs for refs in references for _ in range(k)]
         reward = torch.tensor(self.cider_reward.scores(samples, repeated), device=features.device)
         baseline = torch.tensor(self.cider_reward.scores(greedy, references), device=features.device)
-        advantage = reward - baseline.repeat_interleave(k)
+        if self.hparams.get("scst_baseline", "greedy") == "mean":  # the other samples of the same image
+            per_image = reward.view(-1, k)
+            advantage = (per_image - (per_image.sum(1, keepdim=True) - per_image) / (k - 1)).view(-1)
+        else:
+            advantage = reward - baseline.repeat_interleave(k)
         words = (tokens != vocab.pad).sum().clamp(min=1)
         loss = -(advantage * log_probs).sum() / words
         return loss, {"reward": reward.mean().item(), "greedy_reward": baseline.mean().item()}
