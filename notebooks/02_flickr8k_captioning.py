@@ -238,10 +238,14 @@ if analysed:
         b = report.paired_difference(name, start, "bleu4", RESULTS)
         best_seed = report.best_validation_seed(start.split("/")[0], RESULTS)
         which = ("its model's best seed by validation CIDEr" if start == best_seed else
-                 f"not its model's best seed by validation CIDEr ({best_seed}), whose checkpoint was on an earlier "
+                 f"not its model's best seed by validation CIDEr, {best_seed}, whose checkpoint was on an earlier "
                  "machine")
-        lines.append(f"SCST from {start} ({which}) changes per-image CIDEr-D by {interval(r)} and BLEU-4 by "
-                     f"{interval(b)}.")
+        from lit_mc.runs import read_metrics_csv
+        curve = [100 * row["val_cider"] for row in read_metrics_csv(RESULTS / "flickr8k" / name / "metrics.csv")
+                 if "val_cider" in row]
+        lines.append(f"SCST from {start} ({which}; validation CIDEr after each SCST epoch: "
+                     f"{', '.join(f'{v:.1f}' for v in curve)}, the best one tested) changes per-image CIDEr-D by "
+                     f"{interval(r)} and sentence BLEU-4 by {interval(b)}.")
     recipe_rows = {t: r for t, r in report.recipe_rows(RESULTS).items() if t in seed_recipe_tags()}
     seed0 = [r for r in analysed.get("transformer", []) if r.name == "seed0"]
     if recipe_rows and seed0:

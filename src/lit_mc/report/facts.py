@@ -19,13 +19,20 @@ from typing import Any
 from lit_mc.errors import LitMcError
 from lit_mc.io import atomic_write_text
 
+
+def _signed(x: float) -> str:
+    """``x`` with its sign to one decimal; a difference that rounds to zero is ``0.0``, not ``-0.0``."""
+    text = f"{x:+.1f}"
+    return "0.0" if text in ("+0.0", "-0.0") else text
+
+
 FORMATS: dict[str, Callable[[float], str]] = {
     "pct": lambda v: f"{100 * v:.1f}%",  # an accuracy: 0.7551 -> 75.5%
-    "points": lambda v: f"{100 * v:+.1f} points",  # a difference of accuracies: 0.021 -> +2.1 points
+    "points": lambda v: f"{_signed(100 * v)} points",  # a difference of accuracies: 0.021 -> +2.1 points
     "abs_points": lambda v: f"{100 * abs(v):.1f} points",
     "abs_points2": lambda v: f"{100 * abs(v):.2f} points",  # a small spread: 0.00164 -> 0.16 points
     "score": lambda v: f"{100 * v:.1f}",  # a caption metric on the x100 scale of the tables: 0.5461 -> 54.6
-    "score_diff": lambda v: f"{100 * v:+.1f}",
+    "score_diff": lambda v: _signed(100 * v),
     "int": lambda v: f"{int(v):,}",
     "decimal": lambda v: f"{v:.1f}",  # a mean of counts: 22.67 epochs -> 22.7
     "sig3": lambda v: f"{v:.3g}",  # a scale over orders of magnitude: 5.87e-05, 0.0511, 2.17
