@@ -77,14 +77,19 @@ analysed = [n for n, r in runs.items() if (r[0] / "per_image.csv").is_file()]
 if analysed:
     show(report.caption_seed_table(RESULTS))
     others = [n for n in analysed if n != "show_and_tell"]
+else:
+    show("No seeded run analysed yet.")
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Paired comparisons on the same test images (x100, 95% bootstrap intervals)
+
+# %%
+if analysed:
     if "show_and_tell" in analysed and others:
-        show("Against Show and Tell, same test images (paired bootstrap):\n\n"
-             + report.paired_comparison_markdown(others, "show_and_tell", RESULTS))
+        show("Against Show and Tell:\n\n" + report.paired_comparison_markdown(others, "show_and_tell", RESULTS))
     scst = report.scst_comparison_markdown(RESULTS)
     if scst:
         show("Self-critical fine-tuning against its starting seed:\n\n" + scst)
-else:
-    show("No seeded run analysed yet.")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## First round: one run per model, greedy and beam search (x100)
