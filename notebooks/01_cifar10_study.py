@@ -841,7 +841,7 @@ show(report.compute_table(list(reports.values()), RESULTS))
 # translations, lookahead averaging, test-time augmentation) on all training images, once per seed, and tests each
 # run once on the test images; its leave-one-out ablations remove one ingredient each. Below: the full recipe's
 # test accuracy over the seeds stored so far, then the error analysis of one of its runs against the baselines (the
-# baseline of `make train`, and the tuned baseline of `tuned.yaml`, each one run on its 45,000 / 5,000 split tested
+# baseline of `make train`, and the tuned baseline of `tuned.yaml`, each one run on its training / validation split tested
 # at its best validation epoch): accuracy per class, the most frequent confusions, calibration, and the mistakes
 # the best model is surest of.
 

@@ -81,7 +81,7 @@ else:
     show("No seeded run analysed yet.")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## Paired comparisons on the same test images (x100, 95% bootstrap intervals)
+# ## Paired comparisons on the same test images (x100, bootstrap intervals)
 
 # %%
 if analysed:
