@@ -196,8 +196,7 @@ STUDY_FILES = Path(os.environ.get("LIT_MC_STUDIES", "configs/studies"))  # the s
 current = {name: report.stored_at_current_budget(rep, STUDY_FILES / f"{name}.yaml")
            for name, rep in reports.items()}
 def in_progress(name):  # a study whose campaign is under way: its stored runs so far (no verdict), or None
-    path = RESULTS / "studies" / name / "study_progress.json"
-    return report.read_json(path) if path.is_file() else None
+    return report.load_study_progress(name, RESULTS)
 def show_study(name):
     if (progress := in_progress(name)) is not None:
         show(f"### Study: {name}, in progress at its file's budget")

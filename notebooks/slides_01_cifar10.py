@@ -141,8 +141,7 @@ show(report.markdown_table(["study", "claim", "verdict"], rows) if rows else "No
 # ## The best model so far
 
 # %%
-progress_file = RESULTS / "studies" / "best_model" / "study_progress.json"
-progress_rows = report.read_json(progress_file)["rows"] if progress_file.is_file() else []
+progress_rows = (report.load_study_progress("best_model", RESULTS) or {}).get("rows", [])
 full = progress_rows[0] if progress_rows else None
 ablations = [len(r["values"]) for r in progress_rows[1:]], [r["repeats"] for r in progress_rows[1:]]
 best_run = RESULTS / "cifar10" / "best_model" / "seed0"

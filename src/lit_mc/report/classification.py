@@ -36,6 +36,12 @@ def load_study(name: str, root: Path | None = None) -> dict[str, Any]:
     return read_json((root or results_root()) / "studies" / name / "study.json")
 
 
+def load_study_progress(name: str, root: Path | None = None) -> dict[str, Any] | None:
+    """A study's stored runs while its campaign is under way (``lit-mc study report FILE``), else None."""
+    path = (root or results_root()) / "studies" / name / "study_progress.json"
+    return read_json(path) if path.is_file() else None
+
+
 def study_cells(report: dict[str, Any], root: Path | None = None) -> dict[str, dict]:
     cells = (root or results_root()) / "studies" / "cells"
     return {key: read_json(cells / f"{key}.json") for row in report["rows"] for key in row["cells"]}
@@ -348,8 +354,7 @@ def claims_summary_markdown(root: Path | None = None, study_files: Path | None =
     reports = {n: load_study(n, root) for n in names}
     current = [n for n in names if stored_at_current_budget(reports[n], study_files / f"{n}.yaml")]
     rows = _claims_rows(adjust_study_set([reports[n] for n in current if reports[n].get("claims")]))
-    progress = {n: read_json(p) for n in STUDY_ORDER + ("best_model",)
-                if (p := root / "studies" / n / "study_progress.json").is_file()}  # fmt: skip
+    progress = {n: p for n in (*STUDY_ORDER, "best_model") if (p := load_study_progress(n, root)) is not None}
     stale = [n for n in names if n not in current and n not in progress]
     text = markdown_table(CLAIMS_HEADER, rows)
     if progress:

@@ -53,12 +53,12 @@ def studies_block(root: Path) -> str:
 
 def best_model_block(root: Path) -> str:
     """The best_model study's full recipe and ablations: its report once every run is stored, else its progress."""
-    from lit_mc.report.classification import study_markdown, study_progress_markdown
+    from lit_mc.report.classification import load_study_progress, study_markdown, study_progress_markdown
     from lit_mc.report.common import read_json
 
     folder = root / "studies" / "best_model"
-    if (folder / "study_progress.json").is_file():
-        return study_progress_markdown(read_json(folder / "study_progress.json"))
+    if (progress := load_study_progress("best_model", root)) is not None:
+        return study_progress_markdown(progress)
     if (folder / "study.json").is_file():
         return study_markdown(read_json(folder / "study.json"))
     return "No run of the best_model study is stored yet."
