@@ -291,6 +291,29 @@ def test_decoding_is_chosen_on_the_validation_split(tmp_path, in_tmp) -> None:  
     assert chosen["best"]["val_cider"] == max(r["val_cider"] for r in chosen["grid"])
 
 
+def test_evaluation_without_the_loss_scores_the_same_captions(tmp_path, in_tmp) -> None:  # noqa: ANN001
+    """``eval_loss=false`` (what decoding choices run with) drops the teacher-forced loss and nothing else; and a
+    run fitted on the first validation images (``val_images``) is scored on all of them once that is unset."""
+    from lit_mc.captioning.toy import write_toy_set
+    from lit_mc.checkpoints import model_and_data_args
+    from lit_mc.cli import main
+    from lit_mc.report.caption_runs import best_checkpoint
+    from lit_mc.runner import run_lightning_cli
+
+    toy = write_toy_set(tmp_path / "toy", train=24, val=6, test=4, size=32)
+    main([*toy_args(toy, "show_and_tell"), "--model.init_args.embed_dim=16", "--model.init_args.hidden_dim=32",
+          "--data.val_images=2"])  # fmt: skip
+    ckpt = best_checkpoint(in_tmp / "lightning_logs" / "version_0")
+    scores, images = [], []
+    for extra in ([], ["--model.init_args.eval_loss=false", "--data.init_args.val_images=null"]):
+        cli = run_lightning_cli([*model_and_data_args(str(ckpt)), f"--data.init_args.data_dir={toy}",
+                                 "--trainer.logger=false", *extra], run=False)  # fmt: skip
+        scores.append(cli.trainer.validate(cli.model, datamodule=cli.datamodule, ckpt_path=str(ckpt), verbose=False)[0])
+        images.append(sum(len(rows) for rows, _ in cli.datamodule.val_dataloader()))
+    assert "val_loss" in scores[0] and "val_loss" not in scores[1] and "val_cider" in scores[1]
+    assert images == [2, 6]
+
+
 def test_the_test_split_is_decoded_with_the_chosen_settings_and_analysed(tmp_path, in_tmp) -> None:  # noqa: ANN001
     """``--choose-decoding``'s second half: the test split decoded at the chosen beam and penalty into the results
     folder, then analysed at that beam (per-image scores, diversity, CIDEr by reference length, size)."""

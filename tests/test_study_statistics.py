@@ -180,6 +180,12 @@ def test_retuned_learning_rate_is_chosen_on_its_fold_and_compared_on_all(tmp_pat
     assert second["wall_s"] == 4.0  # every cell it consulted counts as its compute
 
 
+def test_cells_train_fold_by_fold_so_a_study_cut_short_has_every_setting() -> None:
+    study = Study("s", "h", "r", "b", cases=[{"w": 16, "lr": 0.1}, {"w": 32, "lr": 0.1}], folds=2)
+    run = ScriptedRun(study, ResultsStore(Path("unused"), Path("unused/cells")))
+    assert [key for _, key in run.pending()] == ["16-0_1-0", "32-0_1-0", "16-0_1-1", "32-0_1-1"]
+
+
 LR = "model.init_args.lr"
 
 

@@ -81,10 +81,14 @@ class CaptionModule(L.LightningModule):
             et al. 2017), or ``mean``, the mean reward of the image's other samples (Luo 2020, "A Better Variant of
             Self-Critical Sequence Training"): zero-mean advantages even when samples score far below the greedy
             caption, as those of a model trained with label smoothing do.
+        eval_loss: score the teacher-forced loss of every reference at validation and test. It does not depend
+            on the decoding, and for the prefix LM it is most of an evaluation's cost (a pass of the 135M-parameter
+            LM over five references an image), so runs that only compare decodings turn it off.
     """
 
     # how a trained captioner is decoded and scored, not what it learnt: ``lit-mc test --ckpt_path`` may set these
-    evaluation_settings = ("max_length", "val_beam_size", "test_beam_sizes", "length_penalty", "val_meteor")
+    evaluation_settings = ("max_length", "val_beam_size", "test_beam_sizes", "length_penalty", "val_meteor",
+                           "eval_loss")  # fmt: skip
 
     def __init__(
         self,
@@ -104,6 +108,7 @@ class CaptionModule(L.LightningModule):
         scst: int = 0,
         init_from: str | None = None,
         scst_baseline: Literal["greedy", "mean"] = "greedy",
+        eval_loss: bool = True,
     ) -> None:
         super().__init__()
         check_option(0 <= label_smoothing < 1, "label_smoothing", label_smoothing, "in [0, 1)")
@@ -325,9 +330,10 @@ class CaptionModule(L.LightningModule):
     # -- evaluation ---------------------------------------------------------------------------------------
     def _eval_step(self, batch: dict[str, Any], prefix: str, beam_sizes: list[int]) -> None:
         features, refs = self.batch_features(batch), batch["captions"]
-        b, r, t = refs.shape
-        ce, _ = self.teacher_forced_loss(features.repeat_interleave(r, dim=0), refs.reshape(b * r, t))
-        self.log(f"{prefix}_loss", ce, prog_bar=True, batch_size=b, sync_dist=True)  # plain CE: compares models
+        if self.hparams.eval_loss:
+            b, r, t = refs.shape
+            ce, _ = self.teacher_forced_loss(features.repeat_interleave(r, dim=0), refs.reshape(b * r, t))
+            self.log(f"{prefix}_loss", ce, prog_bar=True, batch_size=b, sync_dist=True)  # plain CE: compares runs
         store = self._outputs.setdefault(prefix, [])
         for k in beam_sizes:
             store.append((k, batch["rows"].tolist(), self.captions(features, k), batch["references"]))

@@ -17,6 +17,7 @@ import io
 import json
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,7 @@ def choose_decoding(
         for penalty in penalties if k > 1 else (0.0,):  # the length penalty only reorders finished beams
             args = [*model_and_data_args(str(checkpoint)), f"--data.init_args.data_dir={data_dir}",
                     f"--model.init_args.val_beam_size={k}", f"--model.init_args.length_penalty={penalty}",
+                    "--model.init_args.eval_loss=false", "--data.init_args.val_images=null",  # all of them
                     "--trainer.logger=false", "--trainer.enable_progress_bar=false"]  # fmt: skip
             cli = run_lightning_cli(args, run=False)
             scores = cli.trainer.validate(cli.model, datamodule=cli.datamodule, ckpt_path=str(checkpoint),
@@ -217,6 +219,15 @@ def choose_decoding(
                          "val_bleu4": float(scores["val_bleu4"])})  # fmt: skip
     best = max(grid, key=lambda row: row["val_cider"])
     return {"checkpoint": checkpoint.name, "grid": grid, "best": best}
+
+
+def _numbers(kind: type) -> Callable[[str], tuple]:
+    """An argparse type: a comma-separated list of ``kind``."""
+
+    def parse(text: str) -> tuple:
+        return tuple(kind(x) for x in text.split(","))
+
+    return parse
 
 
 def main() -> None:
@@ -228,8 +239,13 @@ def main() -> None:
                                        "default: the run's logger name without flickr8k_")  # fmt: skip
     parser.add_argument("--beam", type=int, default=1, help="the run's test beam size to analyse (default 1)")
     parser.add_argument("--choose-decoding", action="store_true",
-                        help="score beam sizes 1, 3, 5 x length penalties 0, 0.5, 1 on the validation split "
-                             "(decoding.json), then decode the test split with the best and analyse that")  # fmt: skip
+                        help="score each beam size x length penalty on the validation split (decoding.json), then "
+                             "decode the test split with the best and analyse that")  # fmt: skip
+    parser.add_argument("--beams", type=_numbers(int), default=(1, 3, 5),
+                        help="beam sizes --choose-decoding scores (default 1,3,5)")  # fmt: skip
+    parser.add_argument("--penalties", type=_numbers(float), default=(0.0, 0.5, 1.0),
+                        help="length penalties --choose-decoding scores at each beam size above 1 "
+                             "(default 0,0.5,1)")  # fmt: skip
     opts = parser.parse_args()
     if opts.name and len(opts.runs) > 1:
         parser.error("--name names one run's results folder: pass one run with it")
@@ -238,7 +254,7 @@ def main() -> None:
         out, beam = Path(opts.out) / name, opts.beam
         if opts.choose_decoding:
             ckpt = best_checkpoint(run)
-            chosen = choose_decoding(ckpt, Path(opts.data))
+            chosen = choose_decoding(ckpt, Path(opts.data), opts.beams, opts.penalties)
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out / "decoding.json", json.dumps(chosen, indent=1))
             beam, penalty = chosen["best"]["beam_size"], chosen["best"]["length_penalty"]

@@ -374,7 +374,9 @@ class StudyRun:
         return [(task, key) for task, key, _ in self.pending_labelled()]
 
     def pending_labelled(self) -> list[tuple[Task, str, str]]:
-        """:meth:`pending`, each cell also with its label (``setting, fold f`` or ``setting, seed s``)."""
+        """:meth:`pending`, each cell also with its label (``setting, fold f`` or ``setting, seed s``): fold by
+        fold (seed by seed), settings in file order within a fold, so that a study cut short has every setting
+        at its first fold or seed rather than some settings at all of them and others at none."""
         out, seen = [], set()
         for setting in self.study.settings():
             for run_setting, fold in self.plan(setting)[0]:
@@ -382,8 +384,8 @@ class StudyRun:
                 if key not in seen:
                     seen.add(key)
                     which = f"seed {self.study.seeds[fold]}" if self.study.seeds else f"fold {fold}"
-                    out.append(((self.cv(run_setting), fold), key, f"{setting_label(run_setting)}, {which}"))
-        return out
+                    out.append((fold, ((self.cv(run_setting), fold), key, f"{setting_label(run_setting)}, {which}")))
+        return [cell for _, cell in sorted(out, key=lambda pair: pair[0])]  # stable: file order within a fold
 
     def cells_used(self) -> list[str]:
         """Every stored cell the study consulted (retuning candidates and retries included)."""
