@@ -341,6 +341,40 @@ def test_study_repeated_over_seeds_with_a_test_after_each_run(cifar_root: Path, 
         Study.load(_study_file(tmp_path, cifar_root, folds=2, seeds=[0, 1]))
 
 
+def test_a_setting_that_changes_only_the_evaluation_is_tested_from_the_reference_run(
+    cifar_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Test-time augmentation changes no weight: its cells wait for the reference runs, then test their
+    checkpoints with TTA (the reference's curves, a new test); a run whose checkpoint is gone trains instead."""
+    from lit_mc.studies.study import StudyRun, missing_cells
+
+    monkeypatch.chdir(tmp_path)
+    tta = "model.init_args.tta"
+    path = _study_file(tmp_path, cifar_root, folds=1, seeds=[0, 1], test=True, metric="test_acc",
+                       grid={tta: [0, 2]}, reference_setting={tta: 0},
+                       expectation={"setting": {tta: 2}, "direction": "higher"})  # fmt: skip
+    study = Study.load(path)
+    study.budget.append("--data.val_size=50")
+    store, runs = ResultsStore(tmp_path / "tta"), tmp_path / "runs"
+    listed = missing_cells(study, store, runs)
+    assert len(listed) == 4 and sum("after its reference run" in label for label in listed) == 2
+    assert len(StudyRun(study, store, runs).pending()) == 2  # the reference runs first
+    run_study(study, store, runs_dir=runs)
+    cells = {(c["resolved_config"]["model"]["init_args"]["tta"], c["seed"]): c for c in store.cells()}
+    for seed in (0, 1):
+        trained, tested = cells[0, seed], cells[2, seed]
+        assert tested["tested_from"] == trained["key"] and tested["tested_checkpoint"] == trained["tested_checkpoint"]
+        assert tested["curves"] == trained["curves"] and tested["run_dir"] != trained["run_dir"]
+        assert "test_acc" in tested["final"] and tested["final"]["train_loss"] == trained["final"]["train_loss"]
+    # TTA off again, from a checkpoint that is gone: that cell trains
+    (tmp_path / "tta" / "cells" / f"{cells[2, 1]['key']}.json").unlink()
+    Path(cells[0, 1]["tested_checkpoint"]).unlink()
+    assert "only tested" not in "".join(missing_cells(study, store, runs))
+    run_study(study, store, runs_dir=runs)
+    again = {c["key"]: c for c in store.cells()}[cells[2, 1]["key"]]
+    assert "tested_from" not in again and again["epochs"] == 1
+
+
 def test_study_cells_logged_to_wandb_grouped_by_setting(cifar_root: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     """``--wandb``: each cell is also an (offline) W&B run in the group of its study and setting; the cells and
     their keys are those of the same study without W&B."""

@@ -59,6 +59,10 @@ class ImageClassifier(L.LightningModule):
         class_names: names of the classes, in label order (filled from the DataModule when left empty).
     """
 
+    # how a trained classifier is evaluated, not what it learnt: ``lit-mc test --ckpt_path`` may set it, and a study
+    # setting that changes only it is tested from its reference run's checkpoint instead of trained again
+    evaluation_settings = ("tta",)
+
     def __init__(
         self,
         model: nn.Module,

@@ -109,6 +109,7 @@ class CrossValidation:
         seeds: list[int] | None = None,
         test: bool = False,
         wandb: tuple[str, str] | None = None,
+        tested_from: dict[int, tuple[str, str]] | None = None,
     ) -> None:
         self.config = Path(config)
         self.folds = folds
@@ -118,6 +119,9 @@ class CrossValidation:
         self.seeds = list(seeds) if seeds else None
         self.test = test
         self.wandb = wandb  # (job type, group): each run also logs to W&B, the folds of a setting in one group
+        # fold -> (checkpoint, cell key) of a run whose weights this setting's fold would repeat exactly (it changes
+        # only the evaluation): that fold is tested from the checkpoint instead of trained
+        self.tested_from = dict(tested_from or {})
 
     @property
     def repeats(self) -> int:
@@ -183,7 +187,10 @@ class CrossValidation:
                         }
                         self.store.write(key, record)
                     return record
-                record = self._train(cli, resolved, key, fold)
+                if fold in self.tested_from:
+                    record = self._test_from(cli, resolved, key, fold, *self.tested_from[fold])
+                else:
+                    record = self._train(cli, resolved, key, fold)
                 self.store.write(key, record)
                 return record
         finally:
@@ -211,6 +218,8 @@ class CrossValidation:
                                       verbose=False)[0]  # fmt: skip
             metrics.update({k: float(v) for k, v in tested.items()})
         train_images = len(cli.datamodule.train_idx) * cli.trainer.current_epoch
+        last = Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt"
+        best = getattr(cli.trainer.checkpoint_callback, "best_model_path", "")
         return {
             "key": key,
             "config": str(self.config),
@@ -229,6 +238,31 @@ class CrossValidation:
             "images_per_s": train_images / seconds if seconds else None,
             "params": sum(p.numel() for p in cli.model.parameters()),
             "flops": _flops(cli),
+            "run_dir": str(cli.trainer.log_dir),
+            "tested_checkpoint": (best or (str(last) if last.is_file() else None)) if self.test else None,
+            "resolved_config": resolved,
+        }
+
+    def _test_from(
+        self, cli: Any, resolved: dict[str, Any], key: str, fold: int, checkpoint: str, reference: str
+    ) -> dict[str, Any]:
+        """The cell of a setting that changes only how a trained model is evaluated (e.g. test-time augmentation):
+        the reference cell's tested checkpoint, tested again with this setting. Training it would repeat the
+        reference run weight for weight; the record is the reference's (curves, epochs, size) with this test."""
+        start = time.perf_counter()
+        tested = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint, verbose=False)[0]
+        seconds = time.perf_counter() - start
+        base = self.store.read(reference)
+        trained = {k: v for k, v in base["final"].items() if not k.startswith("test_")}
+        return {
+            **base,
+            "key": key,
+            "overrides": self.overrides,
+            "final": {**trained, **{k: float(v) for k, v in tested.items()}},
+            "wall_s": seconds,
+            "images_per_s": None,
+            "tested_from": reference,
+            "tested_checkpoint": checkpoint,
             "run_dir": str(cli.trainer.log_dir),
             "resolved_config": resolved,
         }

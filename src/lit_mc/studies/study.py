@@ -46,7 +46,9 @@ from typing import Any, Literal
 import yaml
 from rich.progress import track
 
+from lit_mc.checkpoints import evaluation_settings
 from lit_mc.errors import LitMcError
+from lit_mc.settings import differences
 from lit_mc.studies.cv import CrossValidation, summarize
 from lit_mc.studies.stats import (
     ALPHA,
@@ -282,20 +284,56 @@ class StudyRun:
         self.store = store
         self.runs_dir = Path(runs_dir) / study.name
         self._keys: dict[tuple[str, int], str] = {}
+        self._resolved: dict[tuple[str, int], dict[str, Any]] = {}
         self._base_values: dict[str, Any] = {}
 
-    def cv(self, setting: Setting) -> CrossValidation:
+    def cv(self, setting: Setting, fold: int | None = None) -> CrossValidation:
+        """The setting's runs; with ``fold``, that fold is tested from the reference run's checkpoint when
+        :meth:`reference_checkpoint` finds one."""
         overrides = [*self.study.budget, *_override_args(setting)]
         study = self.study
         wandb = (study.name, f"{study.name}: {setting_label(setting)}") if self.wandb else None
+        found = self.reference_checkpoint(setting, fold) if fold is not None else None
         return CrossValidation(study.base, study.folds, overrides, self.store, self.runs_dir, study.seeds, study.test,
-                               wandb)  # fmt: skip
+                               wandb, {fold: found} if found else None)  # fmt: skip
+
+    def resolved(self, setting: Setting, fold: int) -> dict[str, Any]:
+        """The resolved config of the setting's fold (resolved once; nothing trains)."""
+        ident = (json.dumps(setting, sort_keys=True), fold)
+        if ident not in self._resolved:
+            self._resolved[ident], self._keys[ident] = self.cv(setting).resolved(fold)
+        return self._resolved[ident]
 
     def key(self, setting: Setting, fold: int) -> str:
-        ident = (json.dumps(setting, sort_keys=True), fold)
-        if ident not in self._keys:
-            self._keys[ident] = self.cv(setting).cell_key(fold)
-        return self._keys[ident]
+        self.resolved(setting, fold)
+        return self._keys[(json.dumps(setting, sort_keys=True), fold)]
+
+    def evaluation_only(self, setting: Setting, fold: int) -> bool:
+        """Whether ``setting`` differs from the reference setting only in how a trained model is evaluated (the
+        model class's ``evaluation_settings``, e.g. test-time augmentation), in a study that tests its runs:
+        training it would repeat the reference run weight for weight."""
+        study, reference = self.study, self.study.reference_point()
+        if not study.test or setting == reference:
+            return False
+        mine, theirs = self.resolved(setting, fold), self.resolved(reference, fold)
+        if {k: v for k, v in mine.items() if k != "model"} != {k: v for k, v in theirs.items() if k != "model"}:
+            return False
+        changed = differences(theirs["model"], mine["model"])
+        return bool(changed) and set(changed) <= set(evaluation_settings(str(mine["model"].get("class_path") or "")))
+
+    def reference_checkpoint(self, setting: Setting, fold: int) -> tuple[str, str] | None:
+        """``(checkpoint, cell key)`` of the reference run of ``fold`` that an :meth:`evaluation_only` setting is
+        tested from: its tested checkpoint, when it is on this machine. None when the setting must train."""
+        if not self.evaluation_only(setting, fold):
+            return None
+        cell = self.cell(self.study.reference_point(), fold)
+        if cell is None or cell.get("diverged") or not cell.get("run_dir"):
+            return None
+        folder = Path(cell["run_dir"]) / "checkpoints"
+        checkpoint = cell.get("tested_checkpoint")
+        if checkpoint is None and not any(folder.glob("best*.ckpt")):  # cells stored before it was recorded
+            checkpoint = str(folder / "last.ckpt")
+        return (checkpoint, cell["key"]) if checkpoint is not None and Path(checkpoint).is_file() else None
 
     def cell(self, setting: Setting, fold: int) -> dict[str, Any] | None:
         key = self.key(setting, fold)
@@ -370,21 +408,33 @@ class StudyRun:
         return [], info
 
     def pending(self) -> list[tuple[Task, str]]:
-        """The cells needed now, each with its key (the same cell named twice is listed once)."""
+        """The cells needed now, each with its key (the same cell named twice is listed once). An
+        :meth:`evaluation_only` cell waits for its reference run (a later round), to be tested from its checkpoint."""
         return [(task, key) for task, key, _ in self.pending_labelled()]
 
-    def pending_labelled(self) -> list[tuple[Task, str, str]]:
+    def pending_labelled(self, waiting: bool = False) -> list[tuple[Task, str, str]]:
         """:meth:`pending`, each cell also with its label (``setting, fold f`` or ``setting, seed s``): fold by
         fold (seed by seed), settings in file order within a fold, so that a study cut short has every setting
-        at its first fold or seed rather than some settings at all of them and others at none."""
-        out, seen = [], set()
+        at its first fold or seed rather than some settings at all of them and others at none. ``waiting``: also
+        the evaluation-only cells whose reference run is still to train (what a dry run lists)."""
+        out, seen, reference = [], set(), self.study.reference_point()
         for setting in self.study.settings():
             for run_setting, fold in self.plan(setting)[0]:
                 key = self.key(run_setting, fold)
-                if key not in seen:
-                    seen.add(key)
-                    which = f"seed {self.study.seeds[fold]}" if self.study.seeds else f"fold {fold}"
-                    out.append((fold, ((self.cv(run_setting), fold), key, f"{setting_label(run_setting)}, {which}")))
+                if key in seen:
+                    continue
+                seen.add(key)
+                which = f"seed {self.study.seeds[fold]}" if self.study.seeds else f"fold {fold}"
+                label = f"{setting_label(run_setting)}, {which}"
+                if self.evaluation_only(run_setting, fold) and self.cell(reference, fold) is None:
+                    if waiting:
+                        label += " (after its reference run, tested from its checkpoint)"
+                        out.append((fold, ((self.cv(run_setting), fold), key, label)))
+                    continue
+                cv = self.cv(run_setting, fold)
+                if cv.tested_from:
+                    label += " (only tested: from the reference run's checkpoint)"
+                out.append((fold, ((cv, fold), key, label)))
         return [cell for _, cell in sorted(out, key=lambda pair: pair[0])]  # stable: file order within a fold
 
     def cells_used(self) -> list[str]:
@@ -478,7 +528,7 @@ def train_missing_cells(
 def missing_cells(study: Study, store: ResultsStore, runs_dir: str | Path = "lightning_logs/studies") -> list[str]:
     """The labels (setting, fold) of the cells a ``run`` would train now: nothing is trained here. A retuned study
     lists its candidates first; the chosen settings' other folds follow once those are stored."""
-    return [label for _, _, label in StudyRun(study, store, runs_dir).pending_labelled()]
+    return [label for _, _, label in StudyRun(study, store, runs_dir).pending_labelled(waiting=True)]
 
 
 def run_study(
@@ -534,6 +584,7 @@ def _row(run: StudyRun, setting: Setting) -> dict[str, Any]:
         ],
         "retune": info["retune"],
         "retries": info["retries"],
+        "tested_from": [c["tested_from"] for c in cells if c.get("tested_from")],  # the runs it re-tested
     }
 
 
