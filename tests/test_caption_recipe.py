@@ -332,6 +332,7 @@ def test_the_test_split_is_decoded_with_the_chosen_settings_and_analysed(tmp_pat
     assert len(rows) == 6 and {r["beam_size"] for r in rows} == {"2"}
     summary = analyse_run(run, toy, out, examples=1, beam=2, tested_here=True)
     assert summary["beam"] == 2 and (out / "per_image.csv").read_text().count("\n") == 1 + 6
+    assert 0 < summary["training_wall_minutes"] < 5  # from the run's start to its last checkpoint
     assert json.loads((out / "test_metrics.json").read_text()) == scores  # the run's own beam-1 file not copied over
     diversity = summary["diversity"]
     assert diversity["captions"] == 6 and 0 < diversity["distinct_share"] <= 1

@@ -45,6 +45,16 @@ def best_checkpoint(run: Path) -> Path:
     return found[0]
 
 
+def training_wall_minutes(run: Path) -> float | None:
+    """Minutes from the run's start (its ``config.yaml``, written as ``fit`` sets up) to its last checkpoint (the
+    end of its last epoch): training with its per-epoch validation, as this machine ran it. None without those
+    files. A run resumed later (``--ckpt_path=last``) would count the pause too."""
+    start, end = run / "config.yaml", run / "checkpoints" / "last.ckpt"
+    if not (start.is_file() and end.is_file()):
+        return None
+    return (end.stat().st_mtime - start.stat().st_mtime) / 60
+
+
 def analyse_run(
     run: Path, data_dir: Path, out: Path, examples: int = 3, beam: int = 1, tested_here: bool = False
 ) -> dict[str, Any]:
@@ -98,6 +108,7 @@ def analyse_run(
         "diversity": caption_diversity([r["caption"] for r in rows], training),
         "cider_by_reference_length": cider_by_reference_length(refs, scores),
         "size": model_size(module, dm),
+        "training_wall_minutes": training_wall_minutes(run),
     }
     if reading := attention_reading(module, dm, [int(r["row"]) for r in rows]):
         summary["attention_entropy"] = reading
