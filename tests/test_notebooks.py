@@ -165,6 +165,27 @@ def test_every_slide_of_a_deck_is_screenshot(tmp_path: Path) -> None:
     assert all(Image.open(p).size == (1280, 720) for p in shots)
 
 
+def _prefix_lm_result(toy: Path, out: Path) -> None:
+    """A prefix LM on a tiny random Llama, trained a step on the toy set and analysed as the campaign does (decoding
+    chosen on validation, the test split decoded once with it)."""
+    from lit_mc.cli import run_lightning_cli
+    from lit_mc.report.caption_runs import analyse_run, best_checkpoint, choose_decoding, test_with_decoding
+
+    args = [
+        "fit", "--config", str(REPO / "configs" / "flickr8k" / "prefix_lm.yaml"), f"--data.data_dir={toy}",
+        "--data.encoder.backbone=patches", "--data.encoder.weights=null", "--data.encoder.image_size=32",
+        "--data.batch_size=20", "--data.eval_batch_size=8", "--trainer.max_epochs=1", "--test_after_fit=false",
+        "--model.init_args.lm=tiny-random", "--model.init_args.mapper_width=16", "--model.init_args.warmup_steps=0",
+        "--trainer.logger.init_args.name=flickr8k_prefix_lm", *QUIET,
+    ]  # fmt: skip
+    run = Path(run_lightning_cli(args).trainer.log_dir)
+    chosen = choose_decoding(best_checkpoint(run), toy, beams=(1, 2), penalties=(0.0,))
+    out.mkdir(parents=True)
+    (out / "decoding.json").write_text(json.dumps(chosen))
+    test_with_decoding(best_checkpoint(run), toy, chosen["best"]["beam_size"], 0.0, out)
+    analyse_run(run, toy, out, examples=1, beam=chosen["best"]["beam_size"], tested_here=True)
+
+
 def test_captioning_notebook_runs_on_fixture_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A toy ShowAttendTell run, analysed into the results layout, then the notebook on top of it."""
     from lit_mc.captioning.toy import write_toy_set
@@ -206,11 +227,13 @@ def test_captioning_notebook_runs_on_fixture_results(tmp_path: Path, monkeypatch
     reading = summary["attention_entropy"]  # every greedy word of the 8 test images, by class
     assert reading["images"] == 8 and sum(c["words"] for c in reading["by_word_class"].values()) > 0
     assert all(0 <= c["mean_entropy"] <= 1 for c in reading["by_word_class"].values())
+    _prefix_lm_result(toy, results / "flickr8k" / "prefix_lm")
     monkeypatch.setenv("LIT_MC_FLICKR8K", str(toy))
     monkeypatch.setenv("LIT_MC_FACTS", str(tmp_path / "facts.json"))
     outputs, text = _execute("02_flickr8k_captioning", results, tmp_path / "02.ipynb", monkeypatch)
     _assert_numbers_come_from_results(tmp_path / "facts.json", text, "02_flickr8k_captioning", least=0)
     assert "show_attend_tell" in text and "Xu et al. 2015" in text and "CIDEr" in text
+    assert "The prefix LM minus each captioner trained from scratch" in text and "Reading.** The prefix LM" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
     monkeypatch.setenv("LIT_MC_FACTS", str(tmp_path / "facts.json"))  # the slides on the same results
     outputs, text = _execute("slides_02_flickr8k", results, tmp_path / "slides.ipynb", monkeypatch)

@@ -97,7 +97,9 @@ class PrefixMapper(nn.Module):
         if self.kind == "mlp":
             return self.net(features.mean(dim=1)).view(len(features), self.k, self.lm_dim)
         cells = self.project(features)
-        queries = self.queries.expand(len(features), -1, -1)
+        # a copy, not an expanded view: a view of a parameter made under no_grad still claims to need a gradient
+        # and has none, which stops torch's FLOP counter (the run analysis counts a caption's FLOPs)
+        queries = self.queries.repeat(len(features), 1, 1)
         x, weights = self.attend(queries, cells, cells, need_weights=True)
         self.last_attention = weights.detach()  # (B, k, cells), averaged over heads
         x = x + queries

@@ -31,6 +31,7 @@ from lit_mc.report.captioning import (
     side_by_side_captions_markdown,
     toy_attention_heads_markdown,
     toy_attention_markdown,
+    training_cost_table,
     transformer_recipe_figure,
     transformer_recipe_markdown,
 )
@@ -105,6 +106,7 @@ __all__ = [
     "bench_root",
     "caption_curves_figure",
     "recipe_rows",
+    "training_cost_table",
     "transformer_recipe_figure",
     "transformer_recipe_markdown",
     "caption_data_overview",

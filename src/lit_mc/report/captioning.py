@@ -464,6 +464,27 @@ def caption_seed_table(root: Path | None = None) -> str:
     return markdown_table(header, rows)
 
 
+def training_cost_table(models: Sequence[str], root: Path | None = None) -> str:
+    """What each analysed run cost and scored: parameters (and how many trained), training wall minutes on this
+    machine (run start to last checkpoint, recorded by the analysis; "-" for runs trained on an earlier machine),
+    and test CIDEr (x100, mean ± sd over seeds) at its analysed decoding."""
+    runs = caption_result_runs(root)
+    rows = []
+    for name in [m for m in models if m in runs]:
+        examples = [read_json(run / "examples.json") for run in runs[name]]
+        size = examples[0].get("size") or {}
+        minutes = [e["training_wall_minutes"] for e in examples if e.get("training_wall_minutes")]
+        timed = "-"
+        if minutes:
+            some = f" ({len(minutes)} of {len(runs[name])} runs)" if len(minutes) < len(runs[name]) else ""
+            timed = f"{sum(minutes) / len(minutes):.0f}{some}"
+        rows.append([name, len(runs[name]), f"{size['params'] / 1e6:.2f}M" if size else "-",
+                     f"{size['trained_params'] / 1e6:.2f}M" if size else "-", timed,
+                     _mean_sd([_tested_scores(run)[1]["cider"] for run in runs[name]])])  # fmt: skip
+    header = ["run", "runs", "parameters", "trained", "training wall minutes (this machine)", "test CIDEr"]
+    return markdown_table(header, rows)
+
+
 def caption_diversity_table(root: Path | None = None) -> str:
     """How varied the test captions of each run are and how much they copy the training captions (the first seed's
     analysis), and mean per-image CIDEr-D (x100) by the length of the images' references (short to long thirds)."""
