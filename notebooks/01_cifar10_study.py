@@ -879,6 +879,12 @@ else:
          + ("at or above" if mean.value >= target else "below") + f" the study's target of {target:.0%}{sampling}. "
          + ("The ablations have not all run, so which ingredient carries how much is not measured yet (the progress "
             "table above lists what is stored)." if best_source.endswith("progress.json") else ""))
+    ablated = [r for r in best_rows if r.get("minus_reference")]
+    if ablated and best_source.endswith("progress.json"):
+        show("Ablations stored so far, each minus the full recipe over the seeds both have (points; a first look "
+             "with no interval, and no verdict until every ablation is in): " + "; ".join(
+                 f"{r['label']} {100 * r['minus_reference']['mean']:+.2f} ({r['minus_reference']['runs']} seed"
+                 f"{'s' if r['minus_reference']['runs'] > 1 else ''})" for r in ablated) + ".")
 
 # %%
 baseline_metrics = RESULTS / "cifar10" / "baseline" / "test_metrics.json"

@@ -256,6 +256,8 @@ def test_study_runs_resumes_and_reports(
     assert base["cells"] == report["rows"][0]["cells"] and other["cells"] == report["rows"][1]["cells"][:1]
     assert base["claims"] == [] and other["claims"] == [c["claim"] for c in report["claims"]]  # what it will test
     assert other["runs"] == [0] and other["values"] == report["rows"][1]["values"][:1] and other["to_train_now"] == 1
+    assert base["minus_reference"] is None  # the reference, and the other setting over the one seed both have:
+    assert other["minus_reference"] == {"mean": pytest.approx(other["values"][0] - base["values"][0]), "runs": 1}
     assert json.loads((tmp_path / "results" / "studies" / "lr_study" / "study.json").read_text()) == report
 
 

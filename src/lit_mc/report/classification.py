@@ -261,7 +261,8 @@ def study_console_tables(report: dict[str, Any]) -> list[Any]:
     return lines
 
 
-PROGRESS_HEADER = ["setting", "runs stored", "mean", "sd", "per run (re-tuning: each candidate)", "still to train now"]
+PROGRESS_HEADER = ["setting", "runs stored", "mean", "sd", "per run (re-tuning: each candidate)",
+                   "minus reference (paired runs)", "still to train now"]  # fmt: skip
 
 
 def _progress_rows(progress: dict[str, Any]) -> list[list[str]]:
@@ -285,6 +286,7 @@ def _progress_rows(progress: dict[str, Any]) -> list[list[str]]:
             f"{100 * s['mean']:.2f}" if s else "-",  # two decimals: seeds of one recipe can differ by hundredths
             f"{100 * s['std']:.2f}" if s and s["n"] > 1 else "-",
             values_text,
+            f"{100 * d['mean']:+.2f} ({d['runs']})" if (d := row.get("minus_reference")) else "-",
             f"{todo}{row['to_train_now']} cells" if row["to_train_now"] else "none",
         ])  # fmt: skip
     return rows
@@ -298,8 +300,9 @@ def study_progress_markdown(progress: dict[str, Any]) -> str:
         header = [*header, "claim it tests"]
         rows = [[*row, "; ".join(r.get("claims", []))] for row, r in zip(rows, progress["rows"], strict=True)]
     return markdown_table(header, rows) + (
-        f"\n\n{progress['metric']} in %, stored runs only. The study is in progress: no comparison and no verdict "
-        "until every cell it needs is stored."
+        f'\n\n{progress["metric"]} in %, stored runs only; "minus reference" is the mean difference in points over '
+        "the runs (same fold or seed) that the setting and the reference both have, with no interval. The study is "
+        "in progress: no test and no verdict until every cell it needs is stored."
     )
 
 

@@ -773,7 +773,13 @@ def build_progress(run: StudyRun) -> dict[str, Any]:
             "candidates": candidates,
             "claims": [c.claim for c in study.claims if setting in c.order and setting != study.reference_point()],
             "wall_s": sum(c["wall_s"] for _, c in stored),
+            "by_run": {f: run.score(c) for f, c in stored},
         })  # fmt: skip
+    reference = next(r for r in rows if r["setting"] == study.reference_point())["by_run"]
+    for row in rows:  # minus the reference over the runs both have stored (same fold or seed): a first look
+        mine = row.pop("by_run")
+        diffs = [mine[f] - reference[f] for f in sorted(mine) if f in reference] if mine is not reference else []
+        row["minus_reference"] = {"mean": sum(diffs) / len(diffs), "runs": len(diffs)} if diffs else None
     return {
         "name": study.name,
         "hypothesis": study.hypothesis,
