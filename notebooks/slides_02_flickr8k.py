@@ -138,6 +138,24 @@ else:
     show("No toy attention results stored.")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
+# ## A pretrained language model as the decoder
+#
+# - ClipCap (Mokady et al. 2021): a mapping network turns the grid into prefix embeddings of a frozen SmolLM2-135M
+#   (Hugging Face transformers), which writes the caption with its own tokenizer; only the mapping network trains
+
+# %%
+if "prefix_lm" in runs and (runs["prefix_lm"][0] / "per_image.csv").is_file():
+    scratch = [m for m in report.CAPTIONERS if m in runs and (runs[m][0] / "per_image.csv").is_file()]
+    show(report.training_cost_table([*scratch, "prefix_lm"], RESULTS))
+    def ci(r):
+        return f"{100 * r['mean']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]"
+    show("Prefix LM minus each, per-image CIDEr-D (x100, 95% paired bootstrap):\n\n" + report.markdown_table(
+        ["against", "CIDEr-D difference"], [(m, ci(report.paired_difference("prefix_lm", m, "cider", RESULTS)))
+                                            for m in scratch]))
+else:
+    show("Not trained on Flickr8k yet.")
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## What is still open
 
 # %%
