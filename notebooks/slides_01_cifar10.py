@@ -154,6 +154,11 @@ if full is not None and full["values"]:
          f"flips and translations, lookahead, test-time augmentation), all training images, 8 epochs: test accuracy "
          f"**{mean}**, mean of {len(full['values'])} of its {full['repeats']} seeds ({gain} over the baseline); "
          f"its leave-one-out ablations: {sum(ablations[0])} of {sum(ablations[1])} runs stored so far.")
+    if stored := [r for r in progress_rows[1:] if r.get("minus_reference")]:
+        show("Ablations so far, minus the full recipe (points, over the seeds both have): " + "; ".join(
+            f"{r['label']} {100 * r['minus_reference']['mean']:+.2f} ({r['minus_reference']['runs']} seed"
+            f"{'s' if r['minus_reference']['runs'] > 1 else ''})"
+            for r in stored))
     if (best_run / "test_metrics.json").is_file():
         show_fig(report.confusion_figure(report.read_json(best_run / "test_metrics.json"),
                                          "best model, seed 0: test confusion"), 420)  # fmt: skip
