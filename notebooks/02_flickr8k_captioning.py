@@ -243,7 +243,11 @@ if analysed:
         from lit_mc.runs import read_metrics_csv
         curve = [100 * row["val_cider"] for row in read_metrics_csv(RESULTS / "flickr8k" / name / "metrics.csv")
                  if "val_cider" in row]
-        lines.append(f"SCST from {start} ({which}; validation CIDEr after each SCST epoch: "
+        scst_cfg = yaml.safe_load((RESULTS / "flickr8k" / name / "config.yaml").read_text())["model"]["init_args"]
+        baseline = {"greedy": "the greedy caption's reward as baseline (Rennie et al. 2017)",
+                    "mean": "the mean reward of the image's other samples as baseline (Luo 2020)"}[
+                        scst_cfg.get("scst_baseline", "greedy")]
+        lines.append(f"{name}: SCST from {start} with {baseline} ({which}; validation CIDEr after each SCST epoch: "
                      f"{', '.join(f'{v:.1f}' for v in curve)}, the best one tested) changes per-image CIDEr-D by "
                      f"{interval(r)} and sentence BLEU-4 by {interval(b)}.")
     recipe_rows = {t: r for t, r in report.recipe_rows(RESULTS).items() if t in seed_recipe_tags()}

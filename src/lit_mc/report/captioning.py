@@ -385,8 +385,9 @@ def best_validation_seed(model: str, root: Path | None = None) -> str:
 
 
 def scst_runs(root: Path | None = None) -> dict[str, str]:
-    """``SCST result name -> the cross-entropy seed it started from`` (``model/seedK``)."""
-    found = {name: scst_start(runs[0]) for name, runs in caption_result_runs(root).items() if name.endswith("_scst")}
+    """``SCST result name -> the cross-entropy seed it started from`` (``model/seedK``): ``<model>_scst`` and its
+    variants (``<model>_scst_<variant>``, e.g. another reward baseline)."""
+    found = {name: scst_start(runs[0]) for name, runs in caption_result_runs(root).items() if "_scst" in name}
     return {name: start for name, start in found.items() if start is not None}
 
 
