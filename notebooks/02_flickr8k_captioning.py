@@ -490,6 +490,12 @@ if (prefix_dir / "examples.json").is_file():
                  [(m, *(interval(report.paired_difference("prefix_lm", m, k, RESULTS)) for k in ("cider", "bleu4")))
                   for m in scratch]))
         r = report.paired_difference("prefix_lm", best_scratch, "cider", RESULTS)
+        def peak(run):  # (best epoch by validation CIDEr, last epoch) of a result folder
+            curve = [(int(x["epoch"]), x["val_cider"]) for x in read_metrics_csv(run / "metrics.csv") if "val_cider" in x]
+            return max(curve, key=lambda t: t[1])[0], curve[-1][0]
+        peaks = [peak(run) for m in scratch for run in analysed[m]]
+        prefix_peak = peak(prefix_dir)
+        prefix_curve = [100 * row["val_cider"] for _, row in sorted(epochs.items()) if "val_cider" in row]
         size = report.read_json(prefix_dir / "examples.json")["size"]
         trained_share = f"{100 * size['trained_params'] / size['params']:.1f}%"
         prefix_cider = facts.get("flickr8k/prefix_lm/test_metrics.json",
@@ -507,8 +513,13 @@ if (prefix_dir / "examples.json").is_file():
                 if r["ci_high"] < 0 else
                 "A language model pretrained on text carries over to captions through a prefix of a few learned "
                 "embeddings, with a small share of the parameters trained. ")
-             + "The training-time column says what each run cost on this machine; the captioners from scratch "
-             "stopped by their own early-stopping rule, so more time would not have raised their scores.")
+             + f"The training-time column says what each run cost on this machine. Of the {len(peaks)} runs of the "
+             f"captioners trained from scratch, {sum(b < last for b, last in peaks)} had passed their best "
+             "validation CIDEr before their last epoch, so for them more time alone would not have helped; the "
+             "prefix LM's best epoch was "
+             + ("its last" if prefix_peak[0] == prefix_peak[1] else f"epoch {prefix_peak[0]}, before its last")
+             + f", its validation CIDEr (first validation images) going from {prefix_curve[0]:.1f} to "
+             f"{prefix_curve[-1]:.1f} between its first and last epoch.")
         figures = report.read_json(prefix_dir / "examples.json").get("best_figures", [])
         if figures:
             show("**Where the mapping network reads the picture** (one test image with a high CIDEr): each prefix "
