@@ -495,6 +495,9 @@ if (prefix_dir / "examples.json").is_file():
             return max(curve, key=lambda t: t[1])[0], curve[-1][0]
         peaks = [peak(run) for m in scratch for run in analysed[m]]
         prefix_peak = peak(prefix_dir)
+        seen = trainer_cfg["max_epochs"] * (trainer_cfg.get("limit_train_batches") or 0) * data_cfg["batch_size"]
+        mine = report.read_json(prefix_dir / "examples.json")["diversity"]
+        theirs = report.read_json(analysed[best_scratch][0] / "examples.json")["diversity"]
         prefix_curve = [100 * row["val_cider"] for _, row in sorted(epochs.items()) if "val_cider" in row]
         size = report.read_json(prefix_dir / "examples.json")["size"]
         trained_share = f"{100 * size['trained_params'] / size['params']:.1f}%"
@@ -503,13 +506,16 @@ if (prefix_dir / "examples.json").is_file():
         verdict = ("above" if r["ci_low"] > 0 else "below" if r["ci_high"] < 0 else "level with (the interval "
                    "includes zero)")
         show(f"**Reading.** The prefix LM trains {trained_share} of its parameters and reaches a test CIDEr of "
-             f"{prefix_cider} at beam {decoding['best']['beam_size']}, {verdict} the best captioner trained from "
-             f"scratch, {best_scratch} (per-image CIDEr-D difference {interval(r)}). "
+             f"{prefix_cider} at beam {decoding['best']['beam_size']}, {verdict} the best of the analysed captioners "
+             f"trained from scratch, {best_scratch} (per-image CIDEr-D difference {interval(r)}). "
              + ("At this budget the pretrained language model does not buy a better caption from these image "
-                "features. What the numbers cannot separate, and a longer run would: the mapping network has seen "
-                "each training image's caption only as many times as it had epochs, where the decoders trained "
-                "from scratch saw all five captions of every image each epoch; the frozen LM writes fluent "
-                "English from the start, so what limits it is what the prefix carries about the picture. "
+                f"features. Its mapping network saw {seen:,} training captions in all, where each decoder trained "
+                "from scratch saw every training caption each epoch; and the frozen LM writes fluent sentences but "
+                f"few different ones: {100 * mine['distinct_share']:.0f}% of its test captions are distinct, from "
+                f"a vocabulary of {mine['vocabulary_used']} words, against {100 * theirs['distinct_share']:.0f}% "
+                f"and {theirs['vocabulary_used']} words for {best_scratch}. So what limits it here is how much the "
+                "prefix carries about the picture after this short training; whether a longer run closes the gap "
+                "is not measured. "
                 if r["ci_high"] < 0 else
                 "A language model pretrained on text carries over to captions through a prefix of a few learned "
                 "embeddings, with a small share of the parameters trained. ")
