@@ -337,14 +337,19 @@ def _interval(r: dict[str, float]) -> str:
     return f"{100 * r['mean']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]"
 
 
+def _p_value(r: dict[str, float]) -> str:
+    """A bootstrap p-value; 0 (no resampled mean across zero) is written as below the smallest it can resolve."""
+    return f"{r['p']:.3g}" if r["p"] > 0 else f"< {2 / r['resamples']:g}"
+
+
 def paired_comparison_markdown(models: Sequence[str], against: str, root: Path | None = None) -> str:
     """Each model minus ``against`` on the same test images: mean per-image CIDEr-D and BLEU-4 difference (x100)
     with its 95% paired-bootstrap interval and p-value (10,000 resamples of the images)."""
     rows = []
     for model in models:
         cider, bleu4 = (paired_difference(model, against, m, root) for m in ("cider", "bleu4"))
-        rows.append([model, str(cider["images"]), _interval(cider), f"{cider['p']:.3g}", _interval(bleu4),
-                     f"{bleu4['p']:.3g}"])  # fmt: skip
+        rows.append([model, str(cider["images"]), _interval(cider), _p_value(cider), _interval(bleu4),
+                     _p_value(bleu4)])  # fmt: skip
     header = [
         "model",
         "images",
