@@ -24,6 +24,7 @@
 # hypothesis, reference, claims and budget.
 
 # %%
+import collections
 import itertools
 import math
 import os
@@ -838,7 +839,8 @@ show(report.compute_table(list(reports.values()), RESULTS))
 # The `best_model` study (`configs/studies/best_model.yaml`) trains the FastNet recipe (`configs/cifar10/fast.yaml`:
 # airbench94 written here at a quarter of its compute, BatchNorm, GELU, Nesterov momentum, label smoothing, flips and
 # translations, lookahead averaging, test-time augmentation) on all training images, once per seed, and tests each
-# run once on the test images; its leave-one-out ablations remove one ingredient each. Below: the full recipe's
+# run once on the test images; each of its ablations removes one ingredient (BatchNorm and GELU stay in every
+# run). Below: the full recipe's
 # test accuracy over the seeds stored so far, then the error analysis of one of its runs against the baselines (the
 # baseline of `make train`, and the tuned baseline of `tuned.yaml`, each one run on its training / validation split tested
 # at its best validation epoch): accuracy per class, the most frequent confusions, calibration, and the mistakes
@@ -880,11 +882,19 @@ else:
          + ("The ablations have not all run, so which ingredient carries how much is not measured yet (the progress "
             "table above lists what is stored)." if best_source.endswith("progress.json") else ""))
     ablated = [r for r in best_rows if r.get("minus_reference")]
+    def ablation_name(row):  # what the ablation removes, in the words of the claim it tests
+        return row["claims"][0].split(" help")[0] + " removed" if row.get("claims") else row["label"]
+    def retested(row):  # an evaluation-only setting: the reference runs' checkpoints tested again, not retrained
+        return all("tested_from" in report.read_json(RESULTS / "studies" / "cells" / f"{k}.json")
+                   for k in row["cells"])
     if ablated and best_source.endswith("progress.json"):
         show("Ablations stored so far, each minus the full recipe over the seeds both have (points; a first look "
              "with no interval, and no verdict until every ablation is in): " + "; ".join(
-                 f"{r['label']} {100 * r['minus_reference']['mean']:+.2f} ({r['minus_reference']['runs']} seed"
-                 f"{'s' if r['minus_reference']['runs'] > 1 else ''})" for r in ablated) + ".")
+                 f"{ablation_name(r)} {100 * r['minus_reference']['mean']:+.2f} ({r['minus_reference']['runs']} "
+                 f"seed{'s' if r['minus_reference']['runs'] > 1 else ''}"
+                 + ("; the full recipe's own checkpoints tested again" if retested(r) else "") + ")"
+                 for r in ablated) + ". One seed's difference is within what a seed moves one run (see the "
+                 "sd above) plus the test set's sampling error, so the single-seed lines are a first look only.")
 
 # %%
 baseline_metrics = RESULTS / "cifar10" / "baseline" / "test_metrics.json"
@@ -935,6 +945,20 @@ if predictions and arrays is not None:
     recipe = yaml.safe_load((predictions[0].parent / "config.yaml").read_text())["model"]["init_args"]
     target = 1 - recipe["label_smoothing"] + recipe["label_smoothing"] / len(arrays.class_names)
     baselines = {n: m["metrics"]["test_ece"] for n, m in compared.items() if not n.startswith("best model")}
+    names = arrays.class_names
+    surest = report.confident_mistakes(pred, conf, labels)
+    vehicles = {"airplane", "automobile", "ship", "truck"}
+    animal_true = sum(names[labels[i]] not in vehicles for i in surest)
+    common_true = collections.Counter(names[labels[i]] for i in surest).most_common(1)[0]
+    common_pair = collections.Counter((names[labels[i]], names[pred[i]]) for i in surest).most_common(1)[0]
+    smoothing_check = ""  # the label-smoothing ablation of the same seed, where it is stored
+    no_smoothing = [r for r in best_rows if r["setting"] == {"model.init_args.label_smoothing": 0.0} and r["cells"]]
+    if no_smoothing:
+        cell = report.read_json(RESULTS / "studies" / "cells" / f"{no_smoothing[0]['cells'][0]}.json")
+        smoothing_check = (f" The same recipe without label smoothing (seed {cell['seed']}, the ablation) has an "
+                           f"expected calibration error of {cell['final']['test_ece']:.3f} at a test accuracy of "
+                           f"{100 * cell['final']['test_acc']:.2f}%: smoothing is what makes this net "
+                           "under-confident.")
     show(f"Calibration, read from the diagram: in {under} of the {len(bins)} confidence bins that hold images, the "
          "accuracy stands above the mean confidence, so the net is under-confident: it is right more often than "
          f"its probabilities say (expected calibration error {tested['metrics']['test_ece']:.3f}"
@@ -947,11 +971,12 @@ if predictions and arrays is not None:
          + ("Its ranking is sound (accuracy rises from each bin to the next: the surer, the more often right), so "
             if monotone else "Accuracy does not rise in every bin with the confidence, but ")
          + "one temperature fitted on held-out images would rescale the probabilities without changing a single "
-         "prediction; the "
-         "`label_smoothing=0.0` ablation measures the accuracy side of this trade. The surest mistakes are above: "
-         "mostly vehicles (truck and automobile, in both directions) and animal pairs (cat and dog, cat and frog), "
-         "and the second picture, labelled cat, shows a frog: some of these count as errors of the model but are "
-         "errors of the label.")
+         "prediction (this recipe trains on all the training images, so such a split would have to be kept back "
+         "first)." + smoothing_check + f" Of the {len(surest)} surest mistakes shown, {animal_true} have an animal "
+         f"as their true class and {len(surest) - animal_true} a vehicle; the commonest true class among them is "
+         f"{common_true[0]} ({common_true[1]}), and the commonest pair {common_pair[0][0]} -> {common_pair[0][1]} "
+         f"({common_pair[1]}). The second picture, labelled cat, shows a frog: some of these count as errors of "
+         "the model but are errors of the label.")
 elif predictions:
     print("CIFAR-10 is not available here: the calibration and mistakes figures need the test labels and images")
 

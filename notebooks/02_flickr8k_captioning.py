@@ -232,7 +232,8 @@ if analysed:
     for n in [n for n in seeded if n != "show_and_tell"] if "show_and_tell" in seeded else []:
         r = report.paired_difference(n, "show_and_tell", "cider", RESULTS)
         side = "excludes" if r["ci_low"] > 0 or r["ci_high"] < 0 else "includes"
-        lines.append(f"{n} minus Show and Tell, per-image CIDEr-D: {interval(r)}; the interval {side} zero.")
+        lines.append(f"{n} minus Show and Tell, per-image CIDEr-D: {interval(r)}; the interval {side} zero (over "
+                     "the test images, for these trained runs: it leaves out what new seeds would change).")
     for name, start in report.scst_runs(RESULTS).items():
         r = report.paired_difference(name, start, "cider", RESULTS)
         b = report.paired_difference(name, start, "bleu4", RESULTS)
@@ -248,7 +249,9 @@ if analysed:
                     "mean": "the mean reward of the image's other samples as baseline (Luo 2020)"}[
                         scst_cfg.get("scst_baseline", "greedy")]
         lines.append(f"{name}: SCST from {start} with {baseline} ({which}; validation CIDEr after each SCST epoch: "
-                     f"{', '.join(f'{v:.1f}' for v in curve)}, the best one tested) changes per-image CIDEr-D by "
+                     f"{', '.join(f'{v:.1f}' for v in curve)}, the best one tested"
+                     + (f"; it fell after epoch {curve.index(max(curve)) + 1}" if curve[-1] < max(curve) else "")
+                     + ") changes per-image CIDEr-D by "
                      f"{interval(r)} and sentence BLEU-4 by {interval(b)}.")
     recipe_rows = {t: r for t, r in report.recipe_rows(RESULTS).items() if t in seed_recipe_tags()}
     seed0 = [r for r in analysed.get("transformer", []) if r.name == "seed0"]
@@ -269,7 +272,9 @@ if analysed:
                  f"{mean_sd(seed_scores(best, 'bleu4'))}{', one run, so no spread' if single else ''}): the CIDEr "
                  f"target of {100 * TARGETS['cider']:.0f} is {'met' if met['cider'] else 'not met'}, the BLEU-4 "
                  f"target of {100 * TARGETS['bleu4']:.0f} {'met' if met['bleu4'] else 'not met'}"
-                 + (" (by one run, so within what a seed moves it)" if single and any(met.values()) else "") + ".")
+                 + (" (by one run, so within what a seed moves it)" if single and any(met.values()) else "")
+                 + " (margins: " + ", ".join(f"{m} {100 * (statistics.mean(seed_scores(best, m)) - t):+.2f} points"
+                                             for m, t in TARGETS.items()) + ").")
     if "show_attend_tell" not in seeded:
         lines.append("The issue's other target, a transformer level with Show-Attend-Tell on CIDEr, cannot be judged "
                      "yet: Show-Attend-Tell has no seeded run to compare with.")
@@ -448,9 +453,10 @@ else:
 # de-quantised by Hugging Face transformers), and trains only a mapping network: learned queries attend over the
 # same cached image grid and become prefix embeddings, after which the LM writes the caption with its own tokenizer
 # (`generate()`, greedy or beam search with its key/value cache). Every training batch costs a forward and backward
-# pass through the whole LM, so on this CPU it trains for a fixed budget of passes over one caption per training
-# image (stated below, from the run's config), keeps the epoch with the best validation CIDEr on the first
-# validation images, and chooses beam size and length penalty on all of them. It is compared with the captioners
+# pass through the whole LM, so on this CPU it trains on a fixed budget of batches drawn at random from the training
+# captions (stated below, from the run's config), keeps the epoch with the best validation CIDEr on the first
+# validation images, and chooses beam size and length penalty on all of them (from a smaller grid than the other
+# captioners', for its cost). It is compared with the captioners
 # trained from scratch on the same test images, image by image, and by what each cost to train here.
 
 # %%
@@ -471,8 +477,8 @@ if (prefix_dir / "examples.json").is_file():
         if "epoch" in row:
             epochs.setdefault(int(row["epoch"]), {}).update(row)
     show(report.markdown_table(
-        ["epoch", "training loss (LM tokens)", "validation loss (LM tokens)", "validation CIDEr (greedy)"],
-        [(e, *(f"{row[k]:.3f}" if k in row else "-" for k in ("train_loss_epoch", "val_loss")),
+        ["epoch (from 1)", "training loss (LM tokens)", "validation loss (LM tokens)", "validation CIDEr (greedy)"],
+        [(e + 1, *(f"{row[k]:.3f}" if k in row else "-" for k in ("train_loss_epoch", "val_loss")),
           f"{100 * row['val_cider']:.1f}") for e, row in sorted(epochs.items()) if "val_cider" in row]))
     decoding = report.read_json(prefix_dir / "decoding.json")
     show("**Decoding, chosen on all validation images** (validation CIDEr x100):\n\n" + report.markdown_table(
@@ -485,7 +491,8 @@ if (prefix_dir / "examples.json").is_file():
     if best_scratch:
         show("**The prefix LM minus each captioner trained from scratch** (same test images; a model with seeds by "
              "each image's mean over them; per-image CIDEr-D and sentence BLEU-4, x100, 95% paired-bootstrap "
-             "interval):\n\n" + report.markdown_table(
+             "interval over the test images; the prefix LM is one training run, so the interval does not hold what "
+             "another seed would change):\n\n" + report.markdown_table(
                  ["against", "CIDEr-D difference", "BLEU-4 difference"],
                  [(m, *(interval(report.paired_difference("prefix_lm", m, k, RESULTS)) for k in ("cider", "bleu4")))
                   for m in scratch]))
@@ -506,23 +513,26 @@ if (prefix_dir / "examples.json").is_file():
         verdict = ("above" if r["ci_low"] > 0 else "below" if r["ci_high"] < 0 else "level with (the interval "
                    "includes zero)")
         show(f"**Reading.** The prefix LM trains {trained_share} of its parameters and reaches a test CIDEr of "
-             f"{prefix_cider} at beam {decoding['best']['beam_size']}, {verdict} the best of the analysed captioners "
-             f"trained from scratch, {best_scratch} (per-image CIDEr-D difference {interval(r)}). "
+             f"{prefix_cider} at beam {decoding['best']['beam_size']}, {verdict} the best of the analysed "
+             f"cross-entropy captioners trained from scratch, {best_scratch} (per-image CIDEr-D difference {interval(r)}). "
              + ("At this budget the pretrained language model does not buy a better caption from these image "
                 f"features. Its mapping network saw {seen:,} training captions in all, where each decoder trained "
-                "from scratch saw every training caption each epoch; and the frozen LM writes fluent sentences but "
-                f"few different ones: {100 * mine['distinct_share']:.0f}% of its test captions are distinct, from "
-                f"a vocabulary of {mine['vocabulary_used']} words, against {100 * theirs['distinct_share']:.0f}% "
-                f"and {theirs['vocabulary_used']} words for {best_scratch}. So what limits it here is how much the "
-                "prefix carries about the picture after this short training; whether a longer run closes the gap "
-                "is not measured. "
+                "from scratch saw every training caption each epoch; and its captions are few and repetitive: "
+                f"{100 * mine['distinct_share']:.0f}% of its test captions are distinct, from a vocabulary of "
+                f"{mine['vocabulary_used']} words, with {100 * mine['repeated_bigram_share']:.1f}% repeated bigrams, "
+                f"against {100 * theirs['distinct_share']:.0f}%, {theirs['vocabulary_used']} words and "
+                f"{100 * theirs['repeated_bigram_share']:.1f}% for {best_scratch}. One reading, not tested here: "
+                "after this short training the prefix carries little about the picture. Others are open: the LM's "
+                "weights are a 4-bit quantisation, de-quantised; it is an instruction-tuned model run without a "
+                "prompt; it is one seed with a smaller decoding grid. A longer run, and a control with the image "
+                "prefix shuffled across images, would tell them apart. "
                 if r["ci_high"] < 0 else
                 "A language model pretrained on text carries over to captions through a prefix of a few learned "
                 "embeddings, with a small share of the parameters trained. ")
-             + f"The training-time column says what each run cost on this machine. Of the {len(peaks)} runs of the "
-             f"captioners trained from scratch, {sum(b < last for b, last in peaks)} had passed their best "
-             "validation CIDEr before their last epoch, so for them more time alone would not have helped; the "
-             "prefix LM's best epoch was "
+             + "The training-time column says what the runs cost on this machine where it was recorded. Of the "
+             f"{len(peaks)} runs of the cross-entropy captioners trained from scratch, "
+             f"{sum(b < last for b, last in peaks)} had passed their best validation CIDEr before their last epoch "
+             "(their early stopping ends a run after such a peak by design); the prefix LM's best epoch was "
              + ("its last" if prefix_peak[0] == prefix_peak[1] else f"epoch {prefix_peak[0]}, before its last")
              + f", its validation CIDEr (first validation images) going from {prefix_curve[0]:.1f} to "
              f"{prefix_curve[-1]:.1f} between its first and last epoch.")

@@ -156,7 +156,8 @@ if full is not None and full["values"]:
          f"its leave-one-out ablations: {sum(ablations[0])} of {sum(ablations[1])} runs stored so far.")
     if stored := [r for r in progress_rows[1:] if r.get("minus_reference")]:
         show("Ablations so far, minus the full recipe (points, over the seeds both have): " + "; ".join(
-            f"{r['label']} {100 * r['minus_reference']['mean']:+.2f} ({r['minus_reference']['runs']} seed"
+            f"{r['claims'][0].split(' help')[0] + ' removed' if r.get('claims') else r['label']} "
+            f"{100 * r['minus_reference']['mean']:+.2f} ({r['minus_reference']['runs']} seed"
             f"{'s' if r['minus_reference']['runs'] > 1 else ''})"
             for r in stored))
     if (best_run / "test_metrics.json").is_file():
