@@ -250,7 +250,8 @@ if analysed:
                         scst_cfg.get("scst_baseline", "greedy")]
         lines.append(f"{name}: SCST from {start} with {baseline} ({which}; validation CIDEr after each SCST epoch: "
                      f"{', '.join(f'{v:.1f}' for v in curve)}, the best one tested"
-                     + (f"; it fell after epoch {curve.index(max(curve)) + 1}" if curve[-1] < max(curve) else "")
+                     + (f"; its best after epoch {curve.index(max(curve)) + 1}, not its last"
+                        if curve[-1] < max(curve) else "")
                      + ") changes per-image CIDEr-D by "
                      f"{interval(r)} and sentence BLEU-4 by {interval(b)}.")
     recipe_rows = {t: r for t, r in report.recipe_rows(RESULTS).items() if t in seed_recipe_tags()}
