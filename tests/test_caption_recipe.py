@@ -128,7 +128,7 @@ def test_paired_comparison_table_from_per_image_files(tmp_path) -> None:  # noqa
         rows = [f"{i},img{i}.jpg,a caption,{0.5 + shift + 0.01 * i:.6f},{0.2 + shift / 2:.6f}" for i in range(30)]
         (folder / "per_image.csv").write_text("row,image,caption,cider,bleu4\n" + "\n".join(rows) + "\n")
     table = paired_comparison_markdown(["better"], against="base", root=tmp_path)
-    assert "| better | 30 | +20.0 [+20.0, +20.0] | 0 | +10.0 [+10.0, +10.0] | 0 |" in table
+    assert "| better | 30 | +20.0 [+20.0, +20.0] | < 0.0002 | +10.0 [+10.0, +10.0] | < 0.0002 |" in table
 
 
 def test_a_model_with_seeds_is_compared_by_each_images_mean_over_its_seeds(tmp_path) -> None:  # noqa: ANN001
