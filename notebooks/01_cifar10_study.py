@@ -829,9 +829,13 @@ for name in ['augmentation', 'transfer_learning', 'best_model']:
 # ## 6. Compute spent per study
 #
 # Wall time of every cell on this machine's CPU; the total counts each cell once, however many studies share it.
+# A study re-run at its file's budget is listed twice: its earlier round (shown without a verdict above), and the
+# runs of the final budget stored so far.
 
 # %%
-show(report.compute_table(list(reports.values()), RESULTS))
+spent = [(rep, "final" if current[n] else "earlier round") for n, rep in reports.items()]
+spent += [(p, "final, in progress") for n in [*report.STUDY_ORDER, "best_model"] if (p := in_progress(n)) is not None]
+show(report.compute_table([r for r, _ in spent], RESULTS, [b for _, b in spent]))
 
 # %% [markdown]
 # ## 7. The best model
@@ -887,14 +891,20 @@ else:
     def retested(row):  # an evaluation-only setting: the reference runs' checkpoints tested again, not retrained
         return all("tested_from" in report.read_json(RESULTS / "studies" / "cells" / f"{k}.json")
                    for k in row["cells"])
+    def image_by_image(row):  # McNemar's exact test per seed, on the test images exactly one of the two got right
+        return "".join(f"; seed {t['run']}: {t['only_reference_right']} images only the full recipe gets right, "
+                       f"{t['only_setting_right']} only the ablation, McNemar p {t['p']:.2g}"
+                       for t in row["minus_reference"].get("per_image", []))
     if ablated and best_source.endswith("progress.json"):
         show("Ablations stored so far, each minus the full recipe over the seeds both have (points; a first look "
-             "with no interval, and no verdict until every ablation is in): " + "; ".join(
+             "with no interval over seeds, and no verdict until every ablation is in): " + "; ".join(
                  f"{ablation_name(r)} {100 * r['minus_reference']['mean']:+.2f} ({r['minus_reference']['runs']} "
                  f"seed{'s' if r['minus_reference']['runs'] > 1 else ''}"
-                 + ("; the full recipe's own checkpoints tested again" if retested(r) else "") + ")"
-                 for r in ablated) + ". One seed's difference is within what a seed moves one run (see the "
-                 "sd above) plus the test set's sampling error, so the single-seed lines are a first look only.")
+                 + ("; the full recipe's own checkpoints tested again" if retested(r) else "") + image_by_image(r)
+                 + ")" for r in ablated) + ". McNemar's test (Dietterich 1998) asks only whether two trained "
+                 "networks differ by more than the test images' sampling error; it says nothing of another seed, "
+                 "which moves a run by about the sd above. A small p for one seed is therefore a difference between "
+                 "two networks, not yet an effect of the ingredient: that needs the three seeds' paired test.")
 
 # %%
 baseline_metrics = RESULTS / "cifar10" / "baseline" / "test_metrics.json"
@@ -905,8 +915,21 @@ compared = {"baseline (make train)": baseline_metrics,  # lr 0.01, 45,000 / 5,00
             **{f"best model ({p.parent.name})": p for p in best_runs[:1]}}
 compared = {name: report.read_json(path) for name, path in compared.items() if path.is_file()}
 if best_runs and len(compared) > 1:
-    show("Per class, on the test images (the last column: the best model minus the first baseline):")
-    show(report.per_class_markdown(compared))
+    per_seed = [report.read_json(p) for p in best_runs]
+    per_class = {**{n: m for n, m in compared.items() if not n.startswith("best model")}, "best model": per_seed}
+    show(f"Per class, on the test images, the best model over its {len(per_seed)} stored seed"
+         f"{'s' if len(per_seed) > 1 else ''} (the last column: the best model's mean minus the first baseline):")
+    show(report.per_class_markdown(per_class))
+    if len(per_seed) > 1:
+        names = per_seed[0]["class_names"]
+        sds = {c: statistics.stdev(m["metrics"][f"test_acc_{c}"] for m in per_seed) for c in names}
+        widest = max(sds, key=sds.get)
+        show(f"A seed moves a class's accuracy by up to {100 * sds[widest]:.1f} points (sd, {widest}), against "
+             f"{100 * statistics.stdev(m['metrics']['test_acc'] for m in per_seed):.2f} for the overall accuracy: "
+             f"with {min(sum(row) for row in per_seed[0]['confusion']):,} or more test images per class, a class's "
+             f"accuracy carries about {math.sqrt(len(names)):.1f} times the sampling error of the whole "
+             f"(sqrt of the {len(names)} classes), so only per-class gains well above these spreads say where the "
+             "best model gains.")
     for name, metrics in compared.items():
         show(f"The most frequent confusions of the {name} (test images of the true class):")
         show(report.confusion_pairs_markdown(metrics))

@@ -158,8 +158,10 @@ if full is not None and full["values"]:
         show("Ablations so far, minus the full recipe (points, over the seeds both have): " + "; ".join(
             f"{r['claims'][0].split(' help')[0] + ' removed' if r.get('claims') else r['label']} "
             f"{100 * r['minus_reference']['mean']:+.2f} ({r['minus_reference']['runs']} seed"
-            f"{'s' if r['minus_reference']['runs'] > 1 else ''})"
-            for r in stored))
+            f"{'s' if r['minus_reference']['runs'] > 1 else ''}"
+            + "".join(f", McNemar p {t['p']:.2g} on seed {t['run']}" for t in r["minus_reference"].get("per_image", []))
+            + ")" for r in stored) + ". McNemar's test: two trained networks against the test set's sampling error, "
+            "not the spread over seeds.")
     if (best_run / "test_metrics.json").is_file():
         show_fig(report.confusion_figure(report.read_json(best_run / "test_metrics.json"),
                                          "best model, seed 0: test confusion"), 420)  # fmt: skip
@@ -187,7 +189,10 @@ show("\n".join(f"- {item}" for item in items))
 # ## Compute
 
 # %%
-show(report.compute_table(list(reports.values()), RESULTS))
+spent = [(rep, "final" if current[n] else "earlier round") for n, rep in reports.items()]
+spent += [(p, "final, in progress") for n in [*report.STUDY_ORDER, "best_model"]
+          if (p := report.load_study_progress(n, RESULTS)) is not None]
+show(report.compute_table([r for r, _ in spent], RESULTS, [b for _, b in spent]))
 
 # %% slideshow={"slide_type": "skip"}
 if os.environ.get("LIT_MC_FACTS"):

@@ -30,6 +30,20 @@ def test_confusion_pairs() -> None:
     assert lines[2] == "| dog -> car | 4 | 40.0% |" and lines[3] == "| cat -> dog | 2 | 20.0% |"
 
 
+def test_per_class_table_of_seeds_shows_mean_and_sd() -> None:
+    """A recipe's seeds become one column of mean ± sd; the gain column is the difference of the means."""
+    from lit_mc.report import per_class_markdown
+
+    def run(cat: float, dog: float) -> dict:
+        return {"class_names": ["cat", "dog"],
+                "metrics": {"test_acc_cat": cat, "test_acc_dog": dog, "test_acc": (cat + dog) / 2}}  # fmt: skip
+
+    table = per_class_markdown({"base": run(0.5, 0.7), "best": [run(0.8, 0.9), run(0.9, 0.9), run(1.0, 0.9)]})
+    lines = table.splitlines()
+    assert lines[0] == "| class | base % | best % (mean ± sd of 3 seeds) | best minus base (points) |"
+    assert lines[2] == "| cat | 50.0 | 90.0 ± 10.0 | +40.0 |" and lines[3] == "| dog | 70.0 | 90.0 ± 0.0 | +20.0 |"
+
+
 def test_reliability_bins_give_torchmetrics_calibration_error() -> None:
     """The reliability diagram's bins and the logged ECE are one computation: their ECE equals torchmetrics' on the
     same probabilities, including confidences that sit exactly on a bin edge."""

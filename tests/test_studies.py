@@ -348,7 +348,7 @@ def test_a_setting_that_changes_only_the_evaluation_is_tested_from_the_reference
 ) -> None:
     """Test-time augmentation changes no weight: its cells wait for the reference runs, then test their
     checkpoints with TTA (the reference's curves, a new test); a run whose checkpoint is gone trains instead."""
-    from lit_mc.studies.study import StudyRun, missing_cells
+    from lit_mc.studies.study import StudyRun, build_report, missing_cells
 
     monkeypatch.chdir(tmp_path)
     tta = "model.init_args.tta"
@@ -368,6 +368,29 @@ def test_a_setting_that_changes_only_the_evaluation_is_tested_from_the_reference
         assert tested["tested_from"] == trained["key"] and tested["tested_checkpoint"] == trained["tested_checkpoint"]
         assert tested["curves"] == trained["curves"] and tested["run_dir"] != trained["run_dir"]
         assert "test_acc" in tested["final"] and tested["final"]["train_loss"] == trained["final"]["train_loss"]
+        for cell in (trained, tested):  # which test images each run got right, one character per image
+            right = cell["test_correct"]
+            assert set(right) <= {"0", "1"} and right.count("1") / len(right) == pytest.approx(
+                cell["final"]["test_acc"]
+            )
+    report = build_report(StudyRun(study, store, runs))
+    assert [t["run"] for t in report["comparisons"][0]["per_image"]] == [0, 1]  # McNemar per seed
+    for t, seed in zip(report["comparisons"][0]["per_image"], (0, 1), strict=True):
+        a, b = cells[2, seed]["test_correct"], cells[0, seed]["test_correct"]
+        assert t["only_setting_right"] == sum(x == "1" and y == "0" for x, y in zip(a, b, strict=True))
+        assert t["images"] == len(a) and 0 <= t["p"] <= 1
+    from lit_mc.report import study_markdown
+
+    table = study_markdown(report).split("McNemar's exact test")[1]
+    assert table.count("| tta=2 | tta=0 |") == 2  # one line per seed
+    # a cell stored before per-image results were kept is tested again from its checkpoint, not retrained
+    stale = {k: v for k, v in cells[0, 0].items() if k != "test_correct"}
+    store.write(stale["key"], stale)
+    assert [label for label in missing_cells(study, store, runs) if "tested again" in label] == [
+        "tta=0, seed 0 (tested again: which images it gets right)"
+    ]
+    run_study(study, store, runs_dir=runs)
+    assert store.read(stale["key"]) == cells[0, 0]
     # TTA off again, from a checkpoint that is gone: that cell trains
     (tmp_path / "tta" / "cells" / f"{cells[2, 1]['key']}.json").unlink()
     Path(cells[0, 1]["tested_checkpoint"]).unlink()

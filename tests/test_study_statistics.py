@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lit_mc.studies import ResultsStore, Study
-from lit_mc.studies.stats import corrected_paired_t, equivalence_p, holm, minimum_detectable_effect
+from lit_mc.studies.stats import corrected_paired_t, equivalence_p, holm, mcnemar, minimum_detectable_effect
 from lit_mc.studies.study import (
     Claim,
     Retune,
@@ -59,6 +59,19 @@ def test_holm_against_the_textbook_example() -> None:
     assert holm([0.5, 0.9, 0.02]) == pytest.approx([1.0, 1.0, 0.06])  # capped at 1, never below a smaller one
     adjusted = holm([0.02, math.nan, 0.01])  # an untested claim neither counts nor is adjusted
     assert adjusted[0] == pytest.approx(0.02) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.02)
+
+
+def test_mcnemar_exact_test_by_hand() -> None:
+    """1 image only the first classifier gets right, 9 only the second, 5 both: under equal accuracy the count
+    favouring the first is binomial(10, 1/2), so p = 2 (C(10,0) + C(10,1)) / 2^10 = 22 / 1024. Images both get
+    right or wrong do not move p; with no discordant image there is nothing to test."""
+    a, b = [1] + [0] * 9 + [1] * 5, [0] + [1] * 9 + [1] * 5
+    test = mcnemar(a, b)
+    assert (test["only_a"], test["only_b"], test["n"]) == (1, 9, 15) and test["p"] == pytest.approx(22 / 1024)
+    assert mcnemar(a + [0] * 50, b + [0] * 50)["p"] == pytest.approx(22 / 1024)
+    assert mcnemar(b, a)["p"] == pytest.approx(test["p"]) and mcnemar(a, a)["p"] == 1.0
+    with pytest.raises(ValueError, match="equally long"):
+        mcnemar(a, b[:-1])
 
 
 def test_minimum_detectable_effect() -> None:

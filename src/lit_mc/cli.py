@@ -190,7 +190,7 @@ def _report_study(opts: argparse.Namespace, study: str) -> None:
     if Path(study).is_file():
         loaded = Study.load(study)
         run = StudyRun(loaded.at_second_budget() if opts.second_budget else loaded, store)
-        if run.pending():  # a campaign still under way: what is stored so far, no verdict
+        if run.pending(retests=False):  # a campaign still under way: what is stored so far, no verdict
             partial = build_progress(run)
             console.print(*study_progress_tables(partial), f"stored in {store.write_summary(progress.stem, partial)}",
                           sep="\n")  # fmt: skip

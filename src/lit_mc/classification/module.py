@@ -181,8 +181,12 @@ class ImageClassifier(L.LightningModule):
         self.log("val_acc", self.val_acc, prog_bar=True)
         self.log("val_f1", self.val_f1)
 
+    def on_test_epoch_start(self) -> None:
+        self._test_correct: list[torch.Tensor] = []
+
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, logits, labels = self._loss(batch)
+        self._test_correct.append((logits.argmax(dim=1) == labels).cpu())
         self.test_loss.update(loss, weight=len(labels))
         for metric in (self.test_acc, self.test_f1, self.test_per_class, self.test_confusion):
             metric.update(logits, labels)
@@ -198,6 +202,9 @@ class ImageClassifier(L.LightningModule):
         for name, acc in zip(self.class_names, self.test_per_class.compute(), strict=False):
             results[f"test_acc_{name}"] = acc
         self.confusion = self.test_confusion.compute().cpu()
+        # which test images this process got right, in loader order: two runs tested on the same images can then
+        # be compared image by image (McNemar's test), which a difference of accuracies alone cannot do
+        self.test_correct = torch.cat(self._test_correct) if self._test_correct else torch.zeros(0, dtype=torch.bool)
         for metric in (self.test_loss, self.test_acc, self.test_f1, self.test_per_class, self.test_confusion,
                        self.test_ece):  # fmt: skip
             metric.reset()

@@ -101,10 +101,27 @@ def study_markdown(report: dict[str, Any], verdicts: bool = True) -> str:
         return "\n\n".join([*parts, f"**Verdict:** {report['verdict']}"])
     parts += ["**Verdicts, claim by claim** (corrected resampled t-test over the folds, Holm-adjusted):",
               claims_markdown(report)]  # fmt: skip
+    if per_image := per_image_markdown(report):
+        parts.append(per_image)
     if math.isfinite(report.get("mde", math.nan)):
         parts.append(f"Minimum detectable effect at this budget: {100 * report['mde']:.1f} points "
                      f"({report['mde_note']}).")  # fmt: skip
     return "\n\n".join(parts)
+
+
+def per_image_markdown(report: dict[str, Any]) -> str:
+    """A tested study's comparisons run by run on the test images (McNemar's exact test, ``per_image`` of each
+    comparison): whether each pair of trained networks differs by more than the test set's sampling error. Empty
+    when no comparison has them (a study scored on validation folds, or cells stored before they were kept)."""
+    rows = [[c["label"], c["against"], t["run"], t["only_setting_right"], t["only_reference_right"], f"{t['p']:.2g}"]
+            for c in report.get("comparisons", []) for t in c.get("per_image", [])]  # fmt: skip
+    if not rows:
+        return ""
+    head = ["setting", "against", "seed" if report.get("seeds") else "fold", "images only the setting gets right",
+            "only the other", "McNemar p"]  # fmt: skip
+    return ("Run by run on the test images (McNemar's exact test; it measures the test set's sampling error for two "
+            "trained networks, not the spread over seeds, which the verdicts above use):\n\n"
+            + markdown_table(head, rows))  # fmt: skip
 
 
 CHANCE_PLATEAU = 0.15  # validation accuracy of a candidate that diverged or never left chance (10 classes)
@@ -432,16 +449,24 @@ def study_figures(report: dict[str, Any], cells: dict[str, dict]) -> dict[str, F
     return {name: fig for name, fig in figures.items() if fig is not None}
 
 
-def compute_table(reports: Sequence[dict[str, Any]], root: Path | None = None) -> str:
+def compute_table(
+    reports: Sequence[dict[str, Any]], root: Path | None = None, budgets: Sequence[str] | None = None
+) -> str:
     """Compute spent per study (wall time of its cells on this machine); the total counts a cell that several
-    studies share once."""
-    rows = [[r["name"], len(r["rows"]), r["folds"], f"{r['wall_s'] / 60:.1f}"] for r in reports]
+    studies share once. ``budgets`` names each report's budget (e.g. an earlier round's, or a study in progress,
+    whose ``study_progress.json`` counts the runs stored so far) in a column of its own."""
+    rows, summed = [], 0.0
+    for i, r in enumerate(reports):
+        runs = len(r["seeds"]) if r.get("seeds") else r.get("folds") or max(row["repeats"] for row in r["rows"])
+        minutes = r.get("wall_s", sum(row["wall_s"] for row in r["rows"])) / 60
+        summed += minutes
+        rows.append([r["name"], *([budgets[i]] if budgets else []), len(r["rows"]), runs, f"{minutes:.1f}"])
     cells: dict[str, dict] = {}
     for r in reports:
         cells.update(study_cells(r, root))
     total = sum(cell.get("wall_s", 0.0) for cell in cells.values()) / 60
-    summed = sum(r["wall_s"] for r in reports) / 60
-    return markdown_table(["study", "settings", "folds", "minutes"], rows) + (
+    head = ["study", *(["budget"] if budgets else []), "settings", "folds or seeds", "minutes"]
+    return markdown_table(head, rows) + (
         f"\n\nTotal: {total:.0f} minutes of training, each of the {len(cells)} cells counted once "
         f"(the studies' own minutes add up to {summed:.0f}, shared cells counted in each)."
     )
@@ -543,17 +568,25 @@ def confusion_pairs_markdown(test_metrics: dict[str, Any], top: int = 5) -> str:
     return markdown_table(["true -> predicted", "test images", "share of the true class"], rows)
 
 
-def per_class_markdown(runs: dict[str, dict[str, Any]]) -> str:
-    """Per-class test accuracy of several runs side by side (``name -> test_metrics.json``), in %, with the last
-    run's gain over the first: where a better model's gain comes from."""
+def per_class_markdown(runs: dict[str, dict[str, Any] | list[dict[str, Any]]]) -> str:
+    """Per-class test accuracy of several runs side by side (``name -> test_metrics.json``, or a list of them: the
+    seeds of one recipe, shown as mean and sd), in %, with the last run's gain over the first (means): where a
+    better model's gain comes from, and whether it is larger than a seed moves it."""
+    import statistics
+
     names = list(runs)
-    classes = next(iter(runs.values()))["class_names"]
+    seeds = {n: r if isinstance(r, list) else [r] for n, r in runs.items()}
+    classes = seeds[names[0]][0]["class_names"]
     rows = []
     for c in [*classes, None]:
         key = "test_acc" if c is None else f"test_acc_{c}"
-        values = [runs[n]["metrics"][key] for n in names]
-        rows.append([c or "**all**", *(_pct(v) for v in values), f"{100 * (values[-1] - values[0]):+.1f}"])
-    return markdown_table(["class", *(f"{n} %" for n in names), f"{names[-1]} minus {names[0]} (points)"], rows)
+        values = {n: [m["metrics"][key] for m in seeds[n]] for n in names}
+        means = [statistics.fmean(values[n]) for n in names]
+        shown = [_pct(m) + (f" ± {100 * statistics.stdev(values[n]):.1f}" if len(values[n]) > 1 else "")
+                 for n, m in zip(names, means, strict=True)]  # fmt: skip
+        rows.append([c or "**all**", *shown, f"{100 * (means[-1] - means[0]):+.1f}"])
+    head = [f"{n} %" + (f" (mean ± sd of {len(seeds[n])} seeds)" if len(seeds[n]) > 1 else "") for n in names]
+    return markdown_table(["class", *head, f"{names[-1]} minus {names[0]} (points)"], rows)
 
 
 def read_predictions(path: Path) -> tuple[list[int], list[float]]:

@@ -27,6 +27,7 @@ from lit_mc.studies.store import ResultsStore, config_key
 
 STEP_COLUMNS = ("epoch", "step")  # the columns of metrics.csv that index a row rather than measure the run
 VOLATILE = ("logger", "enable_progress_bar", "enable_model_summary")  # trainer keys that do not change results
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -186,6 +187,9 @@ class CrossValidation:
                             "flops": _flops(cli),
                         }
                         self.store.write(key, record)
+                    if self.needs_test_correct(record):  # tested before per-image results were recorded
+                        record = self._add_test_correct(cli, record)
+                        self.store.write(key, record)
                     return record
                 if fold in self.tested_from:
                     record = self._test_from(cli, resolved, key, fold, *self.tested_from[fold])
@@ -217,6 +221,7 @@ class CrossValidation:
             tested = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best" if best else None,
                                       verbose=False)[0]  # fmt: skip
             metrics.update({k: float(v) for k, v in tested.items()})
+        correct = _test_correct(cli.model) if self.test and not diverged else None
         train_images = len(cli.datamodule.train_idx) * cli.trainer.current_epoch
         last = Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt"
         best = getattr(cli.trainer.checkpoint_callback, "best_model_path", "")
@@ -240,6 +245,7 @@ class CrossValidation:
             "flops": _flops(cli),
             "run_dir": str(cli.trainer.log_dir),
             "tested_checkpoint": (best or (str(last) if last.is_file() else None)) if self.test else None,
+            **({"test_correct": correct} if correct is not None else {}),
             "resolved_config": resolved,
         }
 
@@ -252,6 +258,7 @@ class CrossValidation:
         start = time.perf_counter()
         tested = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint, verbose=False)[0]
         seconds = time.perf_counter() - start
+        correct = _test_correct(cli.model)
         base = self.store.read(reference)
         trained = {k: v for k, v in base["final"].items() if not k.startswith("test_")}
         return {
@@ -263,9 +270,30 @@ class CrossValidation:
             "images_per_s": None,
             "tested_from": reference,
             "tested_checkpoint": checkpoint,
+            **({"test_correct": correct} if correct is not None else {}),
             "run_dir": str(cli.trainer.log_dir),
             "resolved_config": resolved,
         }
+
+    def needs_test_correct(self, record: dict[str, Any]) -> bool:
+        """Whether a stored cell was tested before per-image results were recorded and its tested checkpoint is
+        on this machine, so that testing it again adds them (a test, not a training run)."""
+        checkpoint = tested_checkpoint(record)
+        return (self.test and "test_correct" not in record and not record.get("diverged")
+                and checkpoint is not None and Path(checkpoint).is_file())  # fmt: skip
+
+    def _add_test_correct(self, cli: Any, record: dict[str, Any]) -> dict[str, Any]:
+        """The stored cell with ``test_correct`` from testing its own checkpoint again with its own settings.
+        When that test does not reproduce the stored test accuracy, the checkpoint is not the one the cell was
+        scored with: the cell keeps ``test_correct: null`` (and a warning says why) rather than foreign results."""
+        checkpoint = tested_checkpoint(record)
+        tested = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint, verbose=False)[0]
+        stored, again = record["final"].get("test_acc"), float(tested["test_acc"])
+        if stored is not None and abs(stored - again) > 1e-4:
+            log.warning("cell %s: testing %s again gives test_acc %.4f, not the stored %.4f; no per-image results "
+                        "kept", record["key"], checkpoint, again, stored)  # fmt: skip
+            return {**record, "test_correct": None}
+        return {**record, "test_correct": _test_correct(cli.model)}
 
     def summary_path(self) -> Path:
         """``summary.json``, unless it holds the summary of another setting (other overrides or k): then
@@ -295,3 +323,23 @@ class CrossValidation:
         path = self.summary_path()
         summary["file"] = str(self.store.write_summary(path.stem, summary))
         return summary
+
+
+def tested_checkpoint(cell: dict[str, Any]) -> str | None:
+    """The checkpoint a stored cell was tested with: recorded since the field exists; for cells stored before,
+    its run's ``last.ckpt`` when the run kept no ``best*.ckpt`` (testing used the best checkpoint when there was
+    one, and which best it was is not known then). None when neither applies."""
+    if cell.get("tested_checkpoint"):
+        return cell["tested_checkpoint"]
+    folder = Path(cell["run_dir"]) / "checkpoints" if cell.get("run_dir") else None
+    if folder is None or any(folder.glob("best*.ckpt")):
+        return None
+    return str(folder / "last.ckpt")
+
+
+def _test_correct(model: Any) -> str | None:
+    """Which test images the last test got right, as one character per image in test-set order ("1" right,
+    "0" wrong): 10,000 images take 10 kB of the cell file, where a JSON list would take eight times that.
+    None for a model that does not record them."""
+    correct = getattr(model, "test_correct", None)
+    return None if correct is None else "".join("1" if c else "0" for c in correct.tolist())

@@ -102,3 +102,20 @@ def paired_bootstrap(
     return {"n": len(diffs), "mean": mean, "ci_low": float(result.confidence_interval.low),
             "ci_high": float(result.confidence_interval.high), "p": float(min(1.0, 2 * other_side)),
             "resamples": resamples}  # fmt: skip
+
+
+def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict[str, float]:
+    """McNemar's exact test of two classifiers scored on the same test items (McNemar 1947; recommended for one
+    run of each by Dietterich 1998, "Approximate Statistical Tests for Comparing Supervised Classification
+    Learning Algorithms", Neural Computation 10): only the items exactly one of them gets right count, and if
+    both are equally accurate each such item favours either with probability 1/2, so the count favouring ``a``
+    is binomial(discordant, 1/2) (scipy's ``binomtest``, two-sided). It measures the test set's sampling error
+    for these two trained models, not how much another seed would move them."""
+    if len(correct_a) != len(correct_b) or not correct_a:
+        raise ValueError(f"McNemar's test needs two equally long, non-empty lists ({len(correct_a)}, {len(correct_b)})")
+    only_a = sum(bool(a) and not b for a, b in zip(correct_a, correct_b, strict=True))
+    only_b = sum(bool(b) and not a for a, b in zip(correct_a, correct_b, strict=True))
+    discordant = only_a + only_b
+    p = float(stats.binomtest(only_a, discordant, 0.5).pvalue) if discordant else 1.0
+    return {"n": len(correct_a), "only_a": only_a, "only_b": only_b, "difference": (only_a - only_b) / len(correct_a),
+            "p": p}  # fmt: skip

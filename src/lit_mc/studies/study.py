@@ -49,13 +49,14 @@ from rich.progress import track
 from lit_mc.checkpoints import evaluation_settings
 from lit_mc.errors import LitMcError
 from lit_mc.settings import differences
-from lit_mc.studies.cv import CrossValidation, summarize
+from lit_mc.studies.cv import CrossValidation, summarize, tested_checkpoint
 from lit_mc.studies.stats import (
     ALPHA,
     POWER,
     corrected_paired_t,
     equivalence_p,
     holm,
+    mcnemar,
     minimum_detectable_effect,
 )
 from lit_mc.studies.store import ResultsStore
@@ -329,10 +330,7 @@ class StudyRun:
         cell = self.cell(self.study.reference_point(), fold)
         if cell is None or cell.get("diverged") or not cell.get("run_dir"):
             return None
-        folder = Path(cell["run_dir"]) / "checkpoints"
-        checkpoint = cell.get("tested_checkpoint")
-        if checkpoint is None and not any(folder.glob("best*.ckpt")):  # cells stored before it was recorded
-            checkpoint = str(folder / "last.ckpt")
+        checkpoint = tested_checkpoint(cell)
         return (checkpoint, cell["key"]) if checkpoint is not None and Path(checkpoint).is_file() else None
 
     def cell(self, setting: Setting, fold: int) -> dict[str, Any] | None:
@@ -407,19 +405,33 @@ class StudyRun:
         info["run_setting"] = chosen
         return [], info
 
-    def pending(self) -> list[tuple[Task, str]]:
+    def pending(self, retests: bool = True) -> list[tuple[Task, str]]:
         """The cells needed now, each with its key (the same cell named twice is listed once). An
-        :meth:`evaluation_only` cell waits for its reference run (a later round), to be tested from its checkpoint."""
-        return [(task, key) for task, key, _ in self.pending_labelled()]
+        :meth:`evaluation_only` cell waits for its reference run (a later round), to be tested from its checkpoint.
+        ``retests=False``: only cells to train or test for the first time, not stored cells to test again."""
+        return [(task, key) for task, key, _ in self.pending_labelled(retests=retests)]
 
-    def pending_labelled(self, waiting: bool = False) -> list[tuple[Task, str, str]]:
+    def pending_labelled(self, waiting: bool = False, retests: bool = True) -> list[tuple[Task, str, str]]:
         """:meth:`pending`, each cell also with its label (``setting, fold f`` or ``setting, seed s``): fold by
         fold (seed by seed), settings in file order within a fold, so that a study cut short has every setting
         at its first fold or seed rather than some settings at all of them and others at none. ``waiting``: also
-        the evaluation-only cells whose reference run is still to train (what a dry run lists)."""
+        the evaluation-only cells whose reference run is still to train (what a dry run lists). A tested study also
+        lists its stored cells that have no per-image test results while their checkpoint is here (tested again,
+        a test, not a training run; for McNemar's test), unless ``retests`` is False."""
         out, seen, reference = [], set(), self.study.reference_point()
         for setting in self.study.settings():
-            for run_setting, fold in self.plan(setting)[0]:
+            needed, info = self.plan(setting)
+            run_setting = info["run_setting"] if info else setting if self.study.retune is None else None
+            if retests and self.study.test and run_setting is not None:  # tested before per-image results were kept
+                cv = self.cv(run_setting)
+                for fold in range(self.study.repeats):
+                    key = self.key(run_setting, fold)
+                    if key not in seen and self.store.has(key) and cv.needs_test_correct(self.store.read(key)):
+                        seen.add(key)
+                        which = f"seed {self.study.seeds[fold]}" if self.study.seeds else f"fold {fold}"
+                        label = f"{setting_label(run_setting)}, {which} (tested again: which images it gets right)"
+                        out.append((fold, ((cv, fold), key, label)))
+            for run_setting, fold in needed:
                 key = self.key(run_setting, fold)
                 if key in seen:
                     continue
@@ -711,6 +723,14 @@ def build_report(run: StudyRun) -> dict[str, Any]:
     study = run.study
     rows = [_row(run, s) for s in study.settings()]
     comparisons = compare_to_reference(study, rows)
+    if study.test:  # each run against the reference's run of the same seed, image by image
+        base = next(row for row in rows if row["setting"] == study.reference_point())
+        runs = study.seeds or list(range(study.folds))
+        for comparison in comparisons:
+            row = next(r for r in rows if r["setting"] == comparison["setting"])
+            comparison["per_image"] = per_image_tests(
+                run, dict(zip(runs, row["cells"], strict=True)), dict(zip(runs, base["cells"], strict=True))
+            )
     claims = [evaluate_claim(study, c, rows) for c in study.claims]
     judge_claims(study.metric, claims)
     tested = [c for c in comparisons if c["df"]]
@@ -775,11 +795,16 @@ def build_progress(run: StudyRun) -> dict[str, Any]:
             "wall_s": sum(c["wall_s"] for _, c in stored),
             "by_run": {f: run.score(c) for f, c in stored},
         })  # fmt: skip
-    reference = next(r for r in rows if r["setting"] == study.reference_point())["by_run"]
+    reference_row = next(r for r in rows if r["setting"] == study.reference_point())
+    reference = reference_row["by_run"]
     for row in rows:  # minus the reference over the runs both have stored (same fold or seed): a first look
         mine = row.pop("by_run")
         diffs = [mine[f] - reference[f] for f in sorted(mine) if f in reference] if mine is not reference else []
         row["minus_reference"] = {"mean": sum(diffs) / len(diffs), "runs": len(diffs)} if diffs else None
+        if diffs and study.test:
+            row["minus_reference"]["per_image"] = per_image_tests(
+                run, dict(zip(row["runs"], row["cells"], strict=True)),
+                dict(zip(reference_row["runs"], reference_row["cells"], strict=True)))  # fmt: skip
     return {
         "name": study.name,
         "hypothesis": study.hypothesis,
@@ -789,6 +814,22 @@ def build_progress(run: StudyRun) -> dict[str, Any]:
         "rows": rows,
         "complete": all(r["to_train_now"] == 0 for r in rows),
     }
+
+
+def per_image_tests(run: StudyRun, mine: dict[Any, str], theirs: dict[Any, str]) -> list[dict[str, Any]]:
+    """McNemar's test (:func:`~lit_mc.studies.stats.mcnemar`) of each run the two settings both have (same seed or
+    fold, keyed by it in ``mine`` and ``theirs``, cell keys as values), on the test images both got right or wrong:
+    whether one run's difference from the other exceeds the test set's sampling error. Runs whose cells were
+    stored without per-image results are left out."""
+    out = []
+    for which in sorted(set(mine) & set(theirs)):
+        a, b = (run.store.read(k).get("test_correct") if run.store.has(k) else None
+                for k in (mine[which], theirs[which]))  # fmt: skip
+        if a and b and len(a) == len(b):
+            test = mcnemar([c == "1" for c in a], [c == "1" for c in b])
+            out.append({"run": which, "only_setting_right": test["only_a"], "only_reference_right": test["only_b"],
+                        "images": test["n"], "p": test["p"]})  # fmt: skip
+    return out
 
 
 def _median(values: list[float]) -> float:
