@@ -41,7 +41,7 @@ def test_per_class_table_of_seeds_shows_mean_and_sd() -> None:
     table = per_class_markdown({"base": run(0.5, 0.7), "best": [run(0.8, 0.9), run(0.9, 0.9), run(1.0, 0.9)]})
     lines = table.splitlines()
     assert lines[0] == "| class | base % | best % (mean ± sd of 3 seeds) | best minus base (points) |"
-    assert lines[2] == "| cat | 50.0 | 90.0 ± 10.0 | +40.0 |" and lines[3] == "| dog | 70.0 | 90.0 ± 0.0 | +20.0 |"
+    assert lines[2] == "| cat | 50.0 | 90.0 ± 10.00 | +40.0 |" and lines[3] == "| dog | 70.0 | 90.0 ± 0.00 | +20.0 |"
 
 
 def test_reliability_bins_give_torchmetrics_calibration_error() -> None:

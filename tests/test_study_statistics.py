@@ -193,6 +193,36 @@ def test_retuned_learning_rate_is_chosen_on_its_fold_and_compared_on_all(tmp_pat
     assert second["wall_s"] == 4.0  # every cell it consulted counts as its compute
 
 
+def test_a_cell_unlocked_by_retuning_runs_before_the_next_studys_cells(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """The campaign asks the studies again after every stored cell: once a retuned study's candidates are in, its
+    chosen rate's other folds come next (in study order), not after every cell of the first round."""
+    from lit_mc.studies import study as study_module
+
+    where: dict = {}
+
+    class Recorded(ScriptedRun):
+        def pending_labelled(self, waiting: bool = False, retests: bool = True) -> list:
+            out = super().pending_labelled(waiting, retests)
+            where.update({(id(cv), fold): (self, key) for (cv, fold), key, _ in out})
+            return out
+
+    trained = []
+
+    def fake_cell(cv, fold, single_thread=False):  # noqa: ANN001, ANN202
+        run, key = where[id(cv), fold]
+        acc = {"0_05": 0.5, "0_1": 0.6, "0_2": 0.55}[key.split("-")[1]]
+        run.store.write(key, {"key": key, "fold": fold, "final": {"val_acc": acc}, "wall_s": 1.0,
+                              "curves": [{"epoch": 0, "val_acc": acc}]})  # fmt: skip
+        trained.append(key)
+
+    monkeypatch.setattr(study_module, "_run_cell", fake_cell)
+    retuned = Study("a", "h", "r", "b", cases=[{"w": 16, "lr": 0.1}], folds=2, retune=Retune("lr", [0.5, 1, 2], 0))
+    plain = Study("b", "h", "r", "b", cases=[{"w": 32, "lr": 0.1}], folds=2)
+    runs = [Recorded(s, ResultsStore(tmp_path / s.name, tmp_path / "cells")) for s in (retuned, plain)]
+    assert study_module.train_missing_cells(runs) == 6
+    assert trained == ["16-0_05-0", "16-0_1-0", "16-0_2-0", "16-0_1-1", "32-0_1-0", "32-0_1-1"]
+
+
 def test_cells_train_fold_by_fold_so_a_study_cut_short_has_every_setting() -> None:
     study = Study("s", "h", "r", "b", cases=[{"w": 16, "lr": 0.1}, {"w": 32, "lr": 0.1}], folds=2)
     run = ScriptedRun(study, ResultsStore(Path("unused"), Path("unused/cells")))

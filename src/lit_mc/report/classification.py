@@ -582,7 +582,7 @@ def per_class_markdown(runs: dict[str, dict[str, Any] | list[dict[str, Any]]]) -
         key = "test_acc" if c is None else f"test_acc_{c}"
         values = {n: [m["metrics"][key] for m in seeds[n]] for n in names}
         means = [statistics.fmean(values[n]) for n in names]
-        shown = [_pct(m) + (f" ± {100 * statistics.stdev(values[n]):.1f}" if len(values[n]) > 1 else "")
+        shown = [_pct(m) + (f" ± {100 * statistics.stdev(values[n]):.2f}" if len(values[n]) > 1 else "")
                  for n, m in zip(names, means, strict=True)]  # fmt: skip
         rows.append([c or "**all**", *shown, f"{100 * (means[-1] - means[0]):+.1f}"])
     head = [f"{n} %" + (f" (mean ± sd of {len(seeds[n])} seeds)" if len(seeds[n]) > 1 else "") for n in names]

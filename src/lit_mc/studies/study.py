@@ -39,6 +39,7 @@ import itertools
 import json
 import math
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -519,22 +520,59 @@ def train_cells(
 def train_missing_cells(
     runs: list[StudyRun], jobs: int = 1, executor: Executor = "local", address: str | None = None
 ) -> int:
-    """Train, in one pool, every cell the studies need and the store lacks, round after round (a retuned study
-    needs its chosen learning rates' cells after its candidates'). A cell that several studies share (the same
-    resolved config) trains once; studies first, cells in file order, so a campaign cut short has finished the
-    first studies' cells. Returns the number of cells trained."""
-    trained = 0
-    while True:
-        tasks, seen = [], set()
-        for run in runs:
-            for task, key in run.pending():
-                if key not in seen:
-                    seen.add(key)
-                    tasks.append(task)
-        if not tasks:
-            return trained
-        train_cells(tasks, f"{len(tasks)} cells of {len(runs)} studies", jobs, executor, address)
-        trained += len(tasks)
+    """Train, in one pool, every cell the studies need and the store lacks. A cell that several studies share (the
+    same resolved config) trains once; studies first, cells in file order, so a campaign cut short has finished the
+    first studies' cells. Local workers ask the studies again each time a cell is stored, so the cells it unlocks (a
+    retuned setting's other folds once its candidates are in) start on the next free core instead of waiting for
+    the slowest cell of a round; Ray gets the cells round by round. Returns the number of cells run."""
+    if executor == "ray":
+        trained = 0
+        while tasks := _pending_tasks(runs):
+            train_cells([task for task, _, _ in tasks], f"{len(tasks)} cells of {len(runs)} studies", jobs, executor,
+                        address)  # fmt: skip
+            trained += len(tasks)
+        return trained
+    if jobs <= 1:
+        trained = 0
+        while tasks := _pending_tasks(runs):
+            (cv, fold), _, label = tasks[0]
+            print(f"lit-mc: cell {trained + 1}: {label} ({len(tasks) - 1} more needed now)", flush=True)
+            _run_cell(cv, fold)
+            trained += 1
+        return trained
+    return _train_as_cores_free(runs, jobs)
+
+
+def _pending_tasks(runs: list[StudyRun], busy: Collection[str] = ()) -> list[tuple[Task, str, str]]:
+    """The cells the studies need now, in study and file order, each once, without the ``busy`` keys."""
+    tasks, seen = [], set(busy)
+    for run in runs:
+        for task, key, label in run.pending_labelled():
+            if key not in seen:
+                seen.add(key)
+                tasks.append((task, key, f"{run.study.name}: {label}"))
+    return tasks
+
+
+def _train_as_cores_free(runs: list[StudyRun], jobs: int) -> int:
+    """:func:`train_missing_cells` on ``jobs`` local worker processes (one thread each)."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    trained, running = 0, {}
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        while True:
+            for (cv, fold), key, label in _pending_tasks(runs, busy=running.values())[: jobs - len(running)]:
+                print(f"lit-mc: started {label}", flush=True)
+                running[pool.submit(_run_cell, cv, fold, True)] = key
+            if not running:
+                return trained
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                running.pop(future)
+                future.result()  # a failed cell stops the campaign (the cells still running finish first)
+                trained += 1
+                print(f"lit-mc: {trained} cells stored, {len(running)} running", flush=True)
 
 
 def missing_cells(study: Study, store: ResultsStore, runs_dir: str | Path = "lightning_logs/studies") -> list[str]:
