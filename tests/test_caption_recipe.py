@@ -478,11 +478,17 @@ def test_a_campaign_fit_command_is_a_valid_lit_mc_fit(tmp_path: Path) -> None:
 
 def test_stop_at_is_the_next_such_clock_time() -> None:
     """A session that starts at 22:00 and says --stop-at 00:20 means after midnight, not a time already past."""
-    from lit_mc.campaigns.flickr8k import next_clock_time
+    from lit_mc.clock import next_clock_time, stop_time
 
     evening = dt.datetime(2026, 12, 4, 22, 0)
     assert next_clock_time(evening, 0, 20) == dt.datetime(2026, 12, 5, 0, 20)
     assert next_clock_time(evening, 23, 5) == dt.datetime(2026, 12, 4, 23, 5)
+    assert stop_time("0:20", now=evening) == dt.datetime(2026, 12, 5, 0, 20)
+    from lit_mc.errors import LitMcError
+
+    for bad in ("21.10", "25:00", "21:60", "soon"):
+        with pytest.raises(LitMcError, match="is not a clock time"):
+            stop_time(bad, now=evening)
 
 
 def test_recipe_table_reads_each_rows_best_epoch_and_its_validation_loss_rise(tmp_path: Path) -> None:

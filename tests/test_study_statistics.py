@@ -3,6 +3,7 @@ plan (retuned learning rates, retried divergences, per-claim verdicts) on a scri
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from pathlib import Path
@@ -219,6 +220,8 @@ def test_a_cell_unlocked_by_retuning_runs_before_the_next_studys_cells(tmp_path:
     retuned = Study("a", "h", "r", "b", cases=[{"w": 16, "lr": 0.1}], folds=2, retune=Retune("lr", [0.5, 1, 2], 0))
     plain = Study("b", "h", "r", "b", cases=[{"w": 32, "lr": 0.1}], folds=2)
     runs = [Recorded(s, ResultsStore(tmp_path / s.name, tmp_path / "cells")) for s in (retuned, plain)]
+    past = dt.datetime.now() - dt.timedelta(minutes=1)
+    assert study_module.train_missing_cells(runs, stop_at=past) == 0 and trained == []  # --stop-at: none starts
     assert study_module.train_missing_cells(runs) == 6
     assert trained == ["16-0_05-0", "16-0_1-0", "16-0_2-0", "16-0_1-1", "32-0_1-0", "32-0_1-1"]
 

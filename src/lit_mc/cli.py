@@ -138,6 +138,7 @@ def run_study_command(args: list[str]) -> None:
     parser.add_argument("--dry-run", action="store_true", help="run: list the cells that would train, train none")
     parser.add_argument("--second-budget", action="store_true", help="run at the study file's second_budget")
     parser.add_argument("--wandb", action="store_true", help="run: each cell also logs to W&B (offline unless set up)")
+    parser.add_argument("--stop-at", help="run: HH:MM, start no cell after the next such time (cells in flight finish)")
     opts = parser.parse_args(args)
     if opts.action == "rekey":  # after a change of the cell key's definition: move the cells to their new keys
         renamed = rekey(opts.results)
@@ -161,7 +162,10 @@ def run_study_command(args: list[str]) -> None:
                 missing = missing_cells(s, run.store)
                 print(f"{s.name}: {len(missing)} cells to train now" + "".join(f"\n  {m}" for m in missing))
             return
-        train_missing_cells(runs, jobs=opts.jobs, executor=opts.executor, address=opts.address)
+        from lit_mc.clock import stop_time
+
+        stop = stop_time(opts.stop_at) if opts.stop_at else None
+        train_missing_cells(runs, jobs=opts.jobs, executor=opts.executor, address=opts.address, stop_at=stop)
     for path in opts.study:
         _report_study(opts, path)
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lit_mc.clock import stop_time
 from lit_mc.errors import LitMcError
 from lit_mc.io import atomic_write_text
 
@@ -408,12 +409,6 @@ def select_jobs(jobs: list[Job], only: str | None) -> list[Job]:
     return [j for j in jobs if j.group in groups or j.group.split(" ")[0] in groups or j.done()]
 
 
-def next_clock_time(now: dt.datetime, hour: int, minute: int) -> dt.datetime:
-    """The first ``hour:minute`` after ``now``: a session that starts at 22:00 and says 00:20 means tomorrow."""
-    stop = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    return stop if stop > now else stop + dt.timedelta(days=1)
-
-
 def scst_seeds(words: list[str]) -> dict[str, int]:
     """``--scst-from MODEL=SEED`` words as ``{model: seed}``, each checked against the campaign's models and seeds."""
     chosen = {}
@@ -438,6 +433,7 @@ def main(argv: list[str] | None = None) -> None:
     opts = parser.parse_args(argv)
     try:
         camp = Campaign(scst_from=scst_seeds(opts.scst_from))
+        stop = stop_time(opts.stop_at) if opts.stop_at else None
     except LitMcError as e:  # one line and exit 2, as every lit-mc command
         parser.exit(2, f"lit-mc: error: {e}\n")
     jobs = all_jobs(camp)
@@ -448,10 +444,6 @@ def main(argv: list[str] | None = None) -> None:
                 f"{j.name}: {'done' if j.done() else 'to run'}" + (f" (after {', '.join(j.needs)})" if j.needs else "")
             )
         return
-    stop = None
-    if opts.stop_at:
-        hour, minute = (int(x) for x in opts.stop_at.split(":"))
-        stop = next_clock_time(dt.datetime.now(), hour, minute)
     for line in run(camp, jobs, opts.jobs, stop, camp.logs / "flickr8k_campaign"):
         print(line)
 

@@ -35,11 +35,12 @@ user's. The statistics (corrected resampled t-test, Holm, minimum detectable eff
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import itertools
 import json
 import math
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -518,29 +519,41 @@ def train_cells(
 
 
 def train_missing_cells(
-    runs: list[StudyRun], jobs: int = 1, executor: Executor = "local", address: str | None = None
+    runs: list[StudyRun],
+    jobs: int = 1,
+    executor: Executor = "local",
+    address: str | None = None,
+    stop_at: dt.datetime | None = None,
 ) -> int:
     """Train, in one pool, every cell the studies need and the store lacks. A cell that several studies share (the
     same resolved config) trains once; studies first, cells in file order, so a campaign cut short has finished the
     first studies' cells. Local workers ask the studies again each time a cell is stored, so the cells it unlocks (a
     retuned setting's other folds once its candidates are in) start on the next free core instead of waiting for
-    the slowest cell of a round; Ray gets the cells round by round. Returns the number of cells run."""
+    the slowest cell of a round; Ray gets the cells round by round. No cell (or round) starts after ``stop_at``;
+    the ones in flight finish. Returns the number of cells run."""
+
+    def late() -> bool:
+        if stop_at is not None and dt.datetime.now() >= stop_at:
+            left = len(_pending_tasks(runs))
+            print(f"lit-mc: --stop-at {stop_at:%H:%M} reached: {left} cells needed now are not started", flush=True)
+            return True
+        return False
+
+    trained = 0
     if executor == "ray":
-        trained = 0
-        while tasks := _pending_tasks(runs):
+        while (tasks := _pending_tasks(runs)) and not late():
             train_cells([task for task, _, _ in tasks], f"{len(tasks)} cells of {len(runs)} studies", jobs, executor,
                         address)  # fmt: skip
             trained += len(tasks)
         return trained
-    if jobs <= 1:
-        trained = 0
-        while tasks := _pending_tasks(runs):
-            (cv, fold), _, label = tasks[0]
-            print(f"lit-mc: cell {trained + 1}: {label} ({len(tasks) - 1} more needed now)", flush=True)
-            _run_cell(cv, fold)
-            trained += 1
-        return trained
-    return _train_as_cores_free(runs, jobs)
+    if jobs > 1:
+        return _train_as_cores_free(runs, jobs, late)
+    while (tasks := _pending_tasks(runs)) and not late():
+        (cv, fold), _, label = tasks[0]
+        print(f"lit-mc: cell {trained + 1}: {label} ({len(tasks) - 1} more needed now)", flush=True)
+        _run_cell(cv, fold)
+        trained += 1
+    return trained
 
 
 def _pending_tasks(runs: list[StudyRun], busy: Collection[str] = ()) -> list[tuple[Task, str, str]]:
@@ -554,15 +567,19 @@ def _pending_tasks(runs: list[StudyRun], busy: Collection[str] = ()) -> list[tup
     return tasks
 
 
-def _train_as_cores_free(runs: list[StudyRun], jobs: int) -> int:
-    """:func:`train_missing_cells` on ``jobs`` local worker processes (one thread each)."""
+def _train_as_cores_free(runs: list[StudyRun], jobs: int, late: Callable[[], bool]) -> int:
+    """:func:`train_missing_cells` on ``jobs`` local worker processes (one thread each); none starts once
+    ``late()``."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    trained, running = 0, {}
+    trained, running, stopped = 0, {}, False
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         while True:
-            for (cv, fold), key, label in _pending_tasks(runs, busy=running.values())[: jobs - len(running)]:
+            free = jobs - len(running)
+            if free and not stopped and _pending_tasks(runs, busy=running.values()):
+                stopped = late()
+            for (cv, fold), key, label in [] if stopped else _pending_tasks(runs, busy=running.values())[:free]:
                 print(f"lit-mc: started {label}", flush=True)
                 running[pool.submit(_run_cell, cv, fold, True)] = key
             if not running:
