@@ -99,8 +99,8 @@ def test_the_engine_layers_do_not_import_the_command_line_or_the_report() -> Non
 # the layers, lowest first: a module may import its own layer and those below, never one above; the two task
 # packages are one layer and do not import each other
 LAYERS = [
-    ("lit_mc.errors", "lit_mc.moved", "lit_mc.io", "lit_mc.settings", "lit_mc.runs", "lit_mc.plots", "lit_mc.loggers",
-     "lit_mc.batches", "lit_mc.checkpoints", "lit_mc.callbacks", "lit_mc.backbones"),
+    ("lit_mc.errors", "lit_mc.moved", "lit_mc.io", "lit_mc.clock", "lit_mc.settings", "lit_mc.runs", "lit_mc.plots",
+     "lit_mc.loggers", "lit_mc.batches", "lit_mc.checkpoints", "lit_mc.callbacks", "lit_mc.backbones"),
     ("lit_mc.classification", "lit_mc.captioning"),
     ("lit_mc.runner",),
     ("lit_mc.studies",),
