@@ -271,6 +271,10 @@ def test_heatmap_for_two_key_grids() -> None:
     ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert ticks == ["32", "64", "256"]  # numbers sorted as numbers ("256" < "32" as text)
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["0.01", "0.1"]
+    depth = [
+        {"setting": {"channels": c, "hidden": [h]}, "summary": {"mean": 0.7}} for c, h in (([32], 256), ([32, 64], 148))
+    ]
+    assert heatmap_figure({"rows": depth, "metric": "val_acc"}) is None  # configurations, not axes (it used to crash)
 
 
 def test_study_with_two_worker_processes(cifar_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

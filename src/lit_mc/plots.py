@@ -176,9 +176,10 @@ def _numeric_first(value: object) -> tuple:
 
 
 def heatmap_figure(report: dict) -> Figure | None:
-    """Mean metric over a two-key grid (e.g. learning rate x batch size); None for other grids."""
+    """Mean metric over a two-key grid (e.g. learning rate x batch size); None for other grids, and for settings
+    whose values are structures (a list of channel widths is a configuration, not a point on an axis)."""
     keys = list(report["rows"][0]["setting"])
-    if len(keys) != 2:
+    if len(keys) != 2 or any(isinstance(v, list | dict) for row in report["rows"] for v in row["setting"].values()):
         return None
     ys = sorted({row["setting"][keys[0]] for row in report["rows"]}, key=_numeric_first)
     xs = sorted({row["setting"][keys[1]] for row in report["rows"]}, key=_numeric_first)
