@@ -79,7 +79,7 @@ def test_cifar_notebook_runs_on_fixture_results(fixture_results: Path, cifar_roo
     assert "Test accuracy" in text and "Reflection (learning_rate)" in text
     assert "The claims read (learning_rate)" in text and "Holm-adjusted p" in text  # the fixture's claim, 2 folds
     assert "What the curves show, in numbers" in text
-    assert "best model (seed0) minus baseline" in text and "Calibration, read from the diagram" in text
+    assert "best model minus baseline" in text and "Calibration, read from the diagram" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 7  # + confusion, calibration, mistakes
     _assert_numbers_come_from_results(tmp_path / "facts.json", text, "01_cifar10_study", least=10)
 
@@ -300,9 +300,12 @@ def test_an_inconclusive_claim_is_read_link_by_link(tmp_path: Path) -> None:
     readings = {}
     for case, links in {"mixed": (link("a", 0.01, 0.03), link("b", 0.04, 0.03)),
                         "small": (link("a", 0.01, 0.03), link("b", 0.02, 0.03)),
-                        "large": (link("a", 0.04, 0.03),)}.items():  # fmt: skip
+                        "large": (link("a", 0.04, 0.03),),
+                        "per fold": ({**link("a", 0.04, 0.03), "differences": [0.05, -0.01, 0.06, 0.02, 0.08]},),
+                        }.items():  # fmt: skip
         (tmp_path / "studies" / "s" / "study.json").write_text(json.dumps(study(*links)))
         readings[case] = claims_reflection(Facts(tmp_path), "s")
+    assert "higher in 4 of its 5 folds)" in readings["per fold"] and "higher in" not in readings["large"]
     assert "a stays below the detectable effect while the other links reach it" in readings["mixed"]
     assert "null result of low power" in readings["small"] and "stays below" not in readings["small"]
     assert "reaches the detectable size" in readings["large"]

@@ -192,6 +192,10 @@ def claims_reflection(facts: Facts, name: str) -> str:
                     mde = get("mde", fmt="abs_points")
                     text += f"; detectable at this budget: {mde}"
                     small.append((link["label"], abs(diff.value) < mde.value))
+                if link.get("differences"):  # the runs one by one: a mean can hide one run going the other way
+                    higher = facts.get(file, *link_path, "differences", reduce="positive", fmt="int")
+                    runs = facts.get(file, *link_path, "differences", reduce="count", fmt="int")
+                    text += f"; higher in {higher} of its {runs} {'seeds' if report.get('seeds') else 'folds'}"
                 text += ")"
             parts.append(text)
         verdict = claim["verdict"]
