@@ -383,10 +383,12 @@ def test_a_setting_that_changes_only_the_evaluation_is_tested_from_the_reference
         a, b = cells[2, seed]["test_correct"], cells[0, seed]["test_correct"]
         assert t["only_setting_right"] == sum(x == "1" and y == "0" for x, y in zip(a, b, strict=True))
         assert t["images"] == len(a) and 0 <= t["p"] <= 1
-    from lit_mc.report import study_markdown
+    from lit_mc.report import study_markdown, study_progress_markdown
+    from lit_mc.studies.study import build_progress
 
     table = study_markdown(report).split("McNemar's exact test")[1]
     assert table.count("| tta=2 | tta=0 |") == 2  # one line per seed
+    assert study_progress_markdown(build_progress(StudyRun(study, store, runs))).count("McNemar p") == 3  # + note
     # a cell stored before per-image results were kept is tested again from its checkpoint, not retrained
     stale = {k: v for k, v in cells[0, 0].items() if k != "test_correct"}
     store.write(stale["key"], stale)

@@ -307,10 +307,18 @@ def _progress_rows(progress: dict[str, Any]) -> list[list[str]]:
             f"{100 * s['mean']:.2f}" if s else "-",  # two decimals: seeds of one recipe can differ by hundredths
             f"{100 * s['std']:.2f}" if s and s["n"] > 1 else "-",
             values_text,
-            f"{100 * d['mean']:+.2f} ({d['runs']})" if (d := row.get("minus_reference")) else "-",
+            _minus_reference_text(row.get("minus_reference"), progress["repeat"]),
             f"{todo}{row['to_train_now']} cells" if row["to_train_now"] else "none",
         ])  # fmt: skip
     return rows
+
+
+def _minus_reference_text(minus: dict[str, Any] | None, repeat: str) -> str:
+    """The mean difference from the reference over the paired runs, and each run's McNemar p when it has one."""
+    if not minus:
+        return "-"
+    tests = "".join(f"; McNemar p {t['p']:.2g} ({repeat} {t['run']})" for t in minus.get("per_image", []))
+    return f"{100 * minus['mean']:+.2f} ({minus['runs']}){tests}"
 
 
 def study_progress_markdown(progress: dict[str, Any]) -> str:
@@ -322,8 +330,14 @@ def study_progress_markdown(progress: dict[str, Any]) -> str:
         rows = [[*row, "; ".join(r.get("claims", []))] for row, r in zip(rows, progress["rows"], strict=True)]
     return markdown_table(header, rows) + (
         f'\n\n{progress["metric"]} in %, stored runs only; "minus reference" is the mean difference in points over '
-        "the runs (same fold or seed) that the setting and the reference both have, with no interval. The study is "
-        "in progress: no test and no verdict until every cell it needs is stored."
+        "the runs (same fold or seed) that the setting and the reference both have, with no interval"
+        + (
+            "; McNemar p: the two runs of one seed compared image by image on the test set (the test set's sampling "
+            "error, not the spread over seeds)"
+            if any((r.get("minus_reference") or {}).get("per_image") for r in progress["rows"])
+            else ""
+        )
+        + ". The study is in progress: no test and no verdict until every cell it needs is stored."
     )
 
 
