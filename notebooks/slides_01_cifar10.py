@@ -125,17 +125,21 @@ study_slide("lr_batch_size", "heatmap.png")
 # ## Hypotheses: one verdict per claim
 
 # %%
+from lit_mc.studies.study import adjust_study_set
+
 rows, earlier = [], []
+family = {r["name"]: r for r in adjust_study_set([r for n, r in reports.items() if current[n] and r.get("claims")])}
 for name, rep in reports.items():
     if name in ("learning_rate", "batch_size", "lr_batch_size"):
         continue
     if not current[name]:  # an earlier round's result: no verdict is shown for it
         earlier.append(name)
-    for c in rep.get("claims", []) if current[name] else []:
-        rows.append([name, c["claim"], c["verdict"]])
+    for i, c in enumerate(rep.get("claims", []) if current[name] else []):
+        rows.append([name, c["claim"], c["verdict"], family[name]["claims"][i]["verdict"]])
 if earlier:
-    rows.append([", ".join(earlier), "—", "earlier, smaller budget: no verdict; re-run planned"])
-show(report.markdown_table(["study", "claim", "verdict"], rows) if rows else "No hypothesis study has results yet.")
+    rows.append([", ".join(earlier), "—", "earlier, smaller budget: no verdict; re-run planned", ""])
+show(report.markdown_table(["study", "claim", "verdict (Holm within the study)", "over all claims (Holm)"], rows)
+     if rows else "No hypothesis study has results yet.")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## The best model so far
@@ -158,10 +162,8 @@ if full is not None and full["values"]:
         show("Ablations so far, minus the full recipe (points, over the seeds both have): " + "; ".join(
             f"{r['claims'][0].split(' help')[0] + ' removed' if r.get('claims') else r['label']} "
             f"{100 * r['minus_reference']['mean']:+.2f} ({r['minus_reference']['runs']} seed"
-            f"{'s' if r['minus_reference']['runs'] > 1 else ''}"
-            + "".join(f", McNemar p {t['p']:.2g} on seed {t['run']}" for t in r["minus_reference"].get("per_image", []))
-            + ")" for r in stored) + ". McNemar's test: two trained networks against the test set's sampling error, "
-            "not the spread over seeds.")
+            f"{'s' if r['minus_reference']['runs'] > 1 else ''})" for r in stored)
+            + " (McNemar's test, seed by seed, in notebook 01).")
     if (best_run / "test_metrics.json").is_file():
         show_fig(report.confusion_figure(report.read_json(best_run / "test_metrics.json"),
                                          "best model, seed 0: test confusion"), 420)  # fmt: skip
