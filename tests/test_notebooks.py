@@ -422,7 +422,7 @@ def test_the_claims_table_adjusts_the_current_studies_together_and_names_the_sta
     """Holm over the three claims of two stored studies (p 0.0039; 0.017 and 1): 0.0039 x 3, 0.017 x 2, 1."""
     from lit_mc.report import claims_summary_markdown
 
-    for name in ("batch_norm", "pooling", "depth"):  # depth: stored at the first round's budget only
+    for name in ("batch_norm", "pooling", "kernel_size"):  # kernel_size: stored at the first round's budget only
         (tmp_path / "studies" / name).mkdir(parents=True)
         shutil.copy(REPO / "results" / "studies" / name / "study.json", tmp_path / "studies" / name / "study.json")
     text = claims_summary_markdown(tmp_path, REPO / "configs" / "studies")
@@ -432,4 +432,4 @@ def test_the_claims_table_adjusts_the_current_studies_together_and_names_the_sta
     avg = rows["average pooling is worse than max pooling"]
     assert bn[4:7] == ["0.0039", "0.0039", "0.012"] and bn[-1] == "supported"
     assert avg[4:7] == ["0.017", "0.034", "0.034"] and avg[-1] == "supported"
-    assert len(rows) == 3 and text.endswith("to be re-run: depth.")
+    assert len(rows) == 3 and text.endswith("to be re-run: kernel_size.")
