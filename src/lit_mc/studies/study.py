@@ -470,15 +470,6 @@ Executor = Literal["local", "ray"]
 RAY_RETRIES = 3  # re-runs of a cell whose Ray worker or node died
 
 
-def _run_with_processes(tasks: list[Task], description: str, jobs: int) -> None:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        cells = pool.map(_run_cell, *zip(*tasks, strict=True), [True] * len(tasks))
-        list(track(cells, description, total=len(tasks)))
-
-
 def _run_cell_at(cwd: str, env: dict[str, str], cv: CrossValidation, fold: int) -> dict[str, Any]:
     """A cell as a Ray task: in the driver's working folder, with its ``LIT_MC_*`` settings, so that the relative
     paths of configs, data, runs and results mean the same on every node (a shared file system at the same path)."""
@@ -506,18 +497,6 @@ def _run_with_ray(tasks: list[Task], description: str, address: str | None) -> N
     list(track((ray.get(ref) for ref in pending), description, total=len(tasks)))
 
 
-def train_cells(
-    tasks: list[Task], description: str, jobs: int = 1, executor: Executor = "local", address: str | None = None
-) -> None:
-    if executor == "ray":
-        _run_with_ray(tasks, description, address)
-    elif jobs > 1:
-        _run_with_processes(tasks, description, jobs)
-    else:
-        for cv, fold in track(tasks, description=description):
-            _run_cell(cv, fold)
-
-
 def train_missing_cells(
     runs: list[StudyRun],
     jobs: int = 1,
@@ -542,8 +521,7 @@ def train_missing_cells(
     trained = 0
     if executor == "ray":
         while (tasks := _pending_tasks(runs)) and not late():
-            train_cells([task for task, _, _ in tasks], f"{len(tasks)} cells of {len(runs)} studies", jobs, executor,
-                        address)  # fmt: skip
+            _run_with_ray([task for task, _, _ in tasks], f"{len(tasks)} cells of {len(runs)} studies", address)
             trained += len(tasks)
         return trained
     if jobs > 1:
