@@ -433,3 +433,20 @@ def test_the_claims_table_adjusts_the_current_studies_together_and_names_the_sta
     assert bn[4:7] == ["0.0039", "0.0039", "0.012"] and bn[-1] == "supported"
     assert avg[4:7] == ["0.017", "0.034", "0.034"] and avg[-1] == "supported"
     assert len(rows) == 3 and text.endswith("to be re-run: kernel_size.")
+
+
+def test_the_claims_summary_writes_its_table_and_leaves_the_studies_as_stored(tmp_path: Path) -> None:
+    """``lit-mc study summary`` once rewrote every study.json with the set-wide verdicts; now only claims.md."""
+    from lit_mc.report import claims_summary_markdown, write_claims_summary
+
+    stored = {}
+    for name in ("batch_norm", "pooling"):
+        (tmp_path / "studies" / name).mkdir(parents=True)
+        stored[name] = (REPO / "results" / "studies" / name / "study.json").read_bytes()
+        (tmp_path / "studies" / name / "study.json").write_bytes(stored[name])
+    out = write_claims_summary(tmp_path / "studies", REPO / "configs" / "studies")
+    assert out == tmp_path / "studies" / "claims.md"
+    assert out.read_text() == claims_summary_markdown(tmp_path, REPO / "configs" / "studies") + "\n"
+    assert "| 0.012 |" in out.read_text()  # BatchNorm's p, Holm over both studies' claims
+    for name, data in stored.items():
+        assert (tmp_path / "studies" / name / "study.json").read_bytes() == data

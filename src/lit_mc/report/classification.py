@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -405,18 +404,13 @@ def claims_summary_markdown(root: Path | None = None, study_files: Path | None =
     return text
 
 
-def write_claims_summary(results: Path) -> Path:
-    """Holm across every claim of every stored study (``results/*/study.json``): each study.json gets its claims'
-    set-wide adjusted p and verdict, and ``results/claims.md`` the table of them all."""
+def write_claims_summary(results: Path, study_files: Path | None = None) -> Path:
+    """``results/claims.md``: the claims table of ``claims_summary_markdown`` (every current claim Holm-adjusted
+    together). The study.json files keep their within-study verdicts: the set-wide ones are recomputed, not stored."""
     from lit_mc.io import atomic_write_text
-    from lit_mc.studies.study import adjust_study_set
 
-    paths = [results / name / "study.json" for name in available_studies(results.parent)]
-    reports = adjust_study_set([read_json(p) for p in paths])
-    for path, report in zip(paths, reports, strict=True):
-        atomic_write_text(path, json.dumps(report, indent=1, sort_keys=True))
     out = results / "claims.md"
-    atomic_write_text(out, markdown_table(CLAIMS_HEADER, _claims_rows(reports)) + "\n")
+    atomic_write_text(out, claims_summary_markdown(results.parent, study_files) + "\n")
     return out
 
 
