@@ -536,6 +536,27 @@ def test_meteor_by_hand_names_and_empty_captions() -> None:
     assert coco_scores(["a dog", ""], refs, meteor=False) == coco_scores(["a dog", "unk"], refs, meteor=False)
 
 
+def test_meteor_keeps_one_java_process_and_replaces_a_broken_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starting METEOR's jar takes seconds: every score of a process goes through one; a call that fails half-way
+    (its pipe may hold half an answer) stops it, and the next call starts another that scores the same."""
+    from lit_mc.captioning import metrics
+
+    caption, refs = ["brown dog runs"], [["brown dog runs fast"]]
+    first = coco_scores(caption, refs)["meteor"]
+    process = metrics._meteor().meteor_p
+    assert coco_scores(["a cat", "a dog"], [["a cat sits"], ["a dog"]])["meteor"] > 0
+    assert metrics._meteor().meteor_p is process and process.poll() is None
+
+    def broken(*args: object) -> str:
+        raise RuntimeError("the jar went away")
+
+    monkeypatch.setattr(metrics._meteor(), "_stat", broken)
+    with pytest.raises(RuntimeError, match="went away"):
+        coco_scores(caption, refs)
+    assert process.wait(timeout=30) != 0
+    assert coco_scores(caption, refs)["meteor"] == first and metrics._meteor().meteor_p is not process
+
+
 # -- the captioners -----------------------------------------------------------------------------------------
 STOP_WHEN_MEMORISED = json.dumps({  # the overfit tests end at a loss well below their bound, not at a step count
     "class_path": "lightning.pytorch.callbacks.EarlyStopping",
