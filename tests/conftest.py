@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,17 @@ def baseline_fit(data: Path, *extra: str) -> list[str]:
 
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@contextlib.contextmanager
+def flushed_denormals(flush: bool = True) -> Iterator[None]:
+    """Numbers below 1e-38 read as 0 while inside. A net trained to a near-zero loss carries such numbers in its
+    gradients, and each CPU operation on one is slow: the LSTM captioners' overfit test ran 3-4x longer for them."""
+    torch.set_flush_denormal(flush)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def error_line(capsys: pytest.CaptureFixture, argv: list[str]) -> str:

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from cider_reference import cider_d
-from conftest import QUIET, REPO, error_line
+from conftest import QUIET, REPO, error_line, flushed_denormals
 from lit_mc.captioning import EncoderSpec, Flickr8kDataModule, ShowAndTell, ShowAttendTell, TransformerCaptioner
 from lit_mc.captioning.annotations import load_annotations, read_karpathy_json
 from lit_mc.captioning.decoding import beam_search
@@ -572,7 +572,8 @@ def test_overfit_one_batch_memorises_its_captions(model: str, toy_one_caption: P
     extra = ["--trainer.overfit_batches=1", "--trainer.max_epochs=300", "--trainer.logger=false",
              "--trainer.enable_checkpointing=false", f"--trainer.callbacks=[{STOP_WHEN_MEMORISED}]", "--model.lr=0.003",
              "--model.dropout=0", "--trainer.check_val_every_n_epoch=1000", "--data.batch_size=16"]  # fmt: skip
-    cli = run_lightning_cli(toy_args(toy_one_caption, model, *extra))
+    with flushed_denormals(model != "transformer"):  # measured: 3-4x faster for the LSTMs, slower for this one
+        cli = run_lightning_cli(toy_args(toy_one_caption, model, *extra))
     assert cli.trainer.callback_metrics["train_ce"] < 0.05
     dm = cli.datamodule
     rows, captions = next(iter(dm.train_dataloader()))
