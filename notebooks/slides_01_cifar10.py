@@ -130,7 +130,7 @@ from lit_mc.studies.study import adjust_study_set
 rows, earlier = [], []
 family = {r["name"]: r for r in adjust_study_set([r for n, r in reports.items() if current[n] and r.get("claims")])}
 for name, rep in reports.items():
-    if name in ("learning_rate", "batch_size", "lr_batch_size"):
+    if name in ("learning_rate", "batch_size", "lr_batch_size", "best_model"):  # the best model: its own slide
         continue
     if not current[name]:  # an earlier round's result: no verdict is shown for it
         earlier.append(name)
@@ -140,9 +140,13 @@ if earlier:
     rows.append([", ".join(earlier), "—", "earlier, smaller budget: no verdict; re-run planned", ""])
 show(report.markdown_table(["study", "claim", "verdict (Holm within the study)", "over all claims (Holm)"], rows)
      if rows else "No hypothesis study has results yet.")
+if "best_model" in family:  # one line: the table fills the slide
+    verdicts = [(c["claim"].split(" help")[0], c["verdict"]) for c in family["best_model"]["claims"]]
+    show(f"Best model's {len(verdicts)} ablations (next slide), over all claims: " + "; ".join(
+        f"{v} {', '.join(n for n, w in verdicts if w == v)}" for v in sorted({w for _, w in verdicts})) + ".")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## The best model so far
+# ## The best model
 
 # %%
 progress_rows = (report.load_study_progress("best_model", RESULTS) or {}).get("rows", [])
@@ -150,7 +154,25 @@ full = progress_rows[0] if progress_rows else None
 ablations = [len(r["values"]) for r in progress_rows[1:]], [r["repeats"] for r in progress_rows[1:]]
 best_run = RESULTS / "cifar10" / "best_model" / "seed0"
 best = RESULTS / "cifar10" / "best"
-if full is not None and full["values"]:
+finished = "best_model" in reports and not progress_rows  # every seed of the recipe and of its ablations stored
+if finished:
+    source = "studies/best_model/study.json"
+    study = reports["best_model"]
+    mean = facts.get(source, "rows", 0, "summary", "mean")
+    gain = facts.derive("difference", mean, acc, fmt="points")
+    show(f"FastNet (airbench94 at a quarter of its compute: BatchNorm, GELU, Nesterov momentum, label smoothing, "
+         f"flips and translations, lookahead, test-time augmentation), all training images, 8 epochs: test accuracy "
+         f"**{mean}**, mean of {study['rows'][0]['summary']['n']} seeds ({gain} over the baseline).")
+    show(f"Each ingredient removed, {study['rows'][1]['summary']['n']} seeds each, minus the full recipe (points, "
+         f"95% CI; Holm over the study's {len(study['claims'])} claims): " + "; ".join(
+             f"{c['claim'].split(' help')[0]} {100 * c['links'][0]['mean_difference']:+.1f} "
+             f"[{100 * c['links'][0]['ci_low']:+.1f}, {100 * c['links'][0]['ci_high']:+.1f}] **{c['verdict']}**"
+             for c in study["claims"]) + ". Momentum was removed at the recipe's learning rate, tuned for momentum "
+         "(notebook 01 reads it).")
+    if (best_run / "test_metrics.json").is_file():
+        show_fig(report.confusion_figure(report.read_json(best_run / "test_metrics.json"),
+                                         "best model, seed 0: test confusion"), 420)  # fmt: skip
+elif full is not None and full["values"]:
     source = "studies/best_model/study_progress.json"
     mean = facts.get(source, "rows", 0, "summary", "mean")
     gain = facts.derive("difference", mean, acc, fmt="points")
