@@ -26,7 +26,8 @@ def baseline_fit(data: Path, *extra: str) -> list[str]:
     return ["fit", "--config", config, f"--data.data_dir={data}", "--data.val_size=50", *QUIET, *extra]
 
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# one thread a pytest-xdist worker (`make test` runs one worker a core), up to two in a single process
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1)))
 
 
 @contextlib.contextmanager
