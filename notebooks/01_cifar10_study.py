@@ -903,7 +903,7 @@ else:
             "table above lists what is stored)." if best_source.endswith("progress.json") else ""))
     ablated = [r for r in best_rows if r.get("minus_reference")]
     def ablation_name(row):  # what the ablation removes, in the words of the claim it tests
-        return row["claims"][0].split(" help")[0] + " removed" if row.get("claims") else row["label"]
+        return report.ablated_ingredient(row["claims"][0]) + " removed" if row.get("claims") else row["label"]
     def retested(row):  # an evaluation-only setting: the reference runs' checkpoints tested again, not retrained
         return all("tested_from" in report.read_json(RESULTS / "studies" / "cells" / f"{k}.json")
                    for k in row["cells"])

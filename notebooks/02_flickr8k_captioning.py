@@ -149,12 +149,13 @@ if recipe:
     show(report.transformer_recipe_markdown(RESULTS))
     show_fig(report.transformer_recipe_figure(RESULTS))
     best_tag = max(recipe, key=lambda t: recipe[t]["best_val_cider"])
-    ref = recipe.get("r0")
-    text = (f"**Reading the search.** The best row so far is {best_tag} (best validation CIDEr "
-            f"{100 * recipe[best_tag]['best_val_cider']:.1f} at epoch {recipe[best_tag]['best_epoch']})")
-    if ref is not None and best_tag != "r0":
-        text += (f", {100 * (recipe[best_tag]['best_val_cider'] - ref['best_val_cider']):+.1f} points over the shipped "
-                 f"r0 ({100 * ref['best_val_cider']:.1f})")
+    best_cider = facts.get(f"flickr8k/recipe/{best_tag}.json", "best_val_cider", fmt="score")
+    text = (f"**Reading the search.** The best row so far is {best_tag} (best validation CIDEr {best_cider} at "
+            f"epoch {facts.get(f'flickr8k/recipe/{best_tag}.json', 'best_epoch', fmt='int')})")
+    if "r0" in recipe and best_tag != "r0":
+        r0_cider = facts.get("flickr8k/recipe/r0.json", "best_val_cider", fmt="score")
+        text += (f", {facts.derive('difference', best_cider, r0_cider, fmt='score_diff')} points over the shipped "
+                 f"r0 ({r0_cider})")
     steps = [abs(b["val_cider"] - a["val_cider"]) for row in recipe.values()
              for a, b in zip(row["curve"][3:], row["curve"][4:], strict=False)]  # epoch to epoch, second half of each run
     text += ". Each row is one run"
@@ -204,14 +205,20 @@ from lit_mc.campaigns.flickr8k import seed_recipe_tags
 TARGETS = {"cider": 0.60, "bleu4": 0.23}  # issue #17: the best model's test CIDEr and BLEU-4 (fractions)
 runs = report.caption_result_runs(RESULTS)
 analysed = {n: r for n, r in runs.items() if (r[0] / "per_image.csv").is_file()}
-def seed_scores(name, metric):  # each analysed run's test score at its analysed decoding
-    out = []
-    for run in analysed[name]:
-        beam = int(report.read_json(run / "examples.json").get("beam", 1))
-        out.append(report.read_json(run / "test_metrics.json")[f"beam{beam}"][metric])
-    return out
-def mean_sd(values):
-    return f"{100 * statistics.mean(values):.1f}" + (f" ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else "")
+def where(run):  # a result folder as Facts names it: relative to results/
+    return run.relative_to(RESULTS).as_posix()
+def tested_at(run):  # the test scores of a result folder at the decoding its analysis chose
+    return f"beam{int(facts.read(f'{where(run)}/examples.json').get('beam', 1))}"
+def seed_facts(name, metric, quoted=False):  # each analysed run's test score, as facts the test reads again
+    return [facts.get(f"{where(run)}/test_metrics.json", tested_at(run), metric, fmt="score", quoted=quoted)
+            for run in analysed[name]]  # fmt: skip
+def seed_scores(name, metric):  # their values, to choose by (read, not quoted)
+    return [facts.read(f"{where(run)}/test_metrics.json")[tested_at(run)][metric] for run in analysed[name]]
+def mean_sd(name, metric):  # the mean over seeds and its sd, or the one run's score
+    seeds = seed_facts(name, metric, quoted=len(analysed[name]) == 1)
+    if len(seeds) == 1:
+        return seeds[0]
+    return f"{facts.derive('mean', *seeds, fmt='score')} ± {facts.derive('sd', *seeds, fmt='score')}"
 def interval(r):
     return f"{100 * r['mean']:+.1f} (95% CI {100 * r['ci_low']:+.1f} to {100 * r['ci_high']:+.1f})"
 if analysed:
@@ -228,7 +235,7 @@ if analysed:
     lines = []
     if seeded:
         lines.append("**Reading the table.** Test CIDEr over seeds (mean ± sd): " + "; ".join(
-            f"{n} {mean_sd(seed_scores(n, 'cider'))} ({len(analysed[n])} seeds)" for n in seeded) + ".")
+            f"{n} {mean_sd(n, 'cider')} ({len(analysed[n])} seeds)" for n in seeded) + ".")
     for n in [n for n in seeded if n != "show_and_tell"] if "show_and_tell" in seeded else []:
         r = report.paired_difference(n, "show_and_tell", "cider", RESULTS)
         side = "excludes" if r["ci_low"] > 0 or r["ci_high"] < 0 else "includes"
@@ -266,15 +273,16 @@ if analysed:
                          "reproduces exactly): the recipe was chosen on that very run, which biases seed 0 upwards "
                          "(the winner's curse), while the other seeds are fresh draws.")
     best = max(analysed, key=lambda n: statistics.mean(seed_scores(n, "cider")))
-    met = {m: statistics.mean(seed_scores(best, m)) >= t for m, t in TARGETS.items()}
+    means = {m: facts.derive("mean", *seed_facts(best, m), fmt="score", quoted=False) for m in TARGETS}
+    met = {m: means[m].value >= t for m, t in TARGETS.items()}
     single = len(analysed[best]) == 1
     lines.append(f"Among the campaign's analysed runs (the first round's single runs left out), the highest mean test "
-                 f"CIDEr is {best}'s ({mean_sd(seed_scores(best, 'cider'))}, BLEU-4 "
-                 f"{mean_sd(seed_scores(best, 'bleu4'))}{', one run, so no spread' if single else ''}): the CIDEr "
+                 f"CIDEr is {best}'s ({mean_sd(best, 'cider')}, BLEU-4 "
+                 f"{mean_sd(best, 'bleu4')}{', one run, so no spread' if single else ''}): the CIDEr "
                  f"target of {100 * TARGETS['cider']:.0f} is {'met' if met['cider'] else 'not met'}, the BLEU-4 "
                  f"target of {100 * TARGETS['bleu4']:.0f} {'met' if met['bleu4'] else 'not met'}"
                  + (" (by one run, so within what a seed moves it)" if single and any(met.values()) else "")
-                 + " (margins: " + ", ".join(f"{m} {100 * (statistics.mean(seed_scores(best, m)) - t):+.2f} points"
+                 + " (margins: " + ", ".join(f"{m} {facts.derive('difference', means[m], t, fmt='score_diff2')} points"
                                              for m, t in TARGETS.items()) + ").")
     if "show_attend_tell" not in seeded:
         lines.append("The issue's other target, a transformer level with Show-Attend-Tell on CIDEr, cannot be judged "
@@ -504,11 +512,14 @@ if (prefix_dir / "examples.json").is_file():
         peaks = [peak(run) for m in scratch for run in analysed[m]]
         prefix_peak = peak(prefix_dir)
         seen = trainer_cfg["max_epochs"] * (trainer_cfg.get("limit_train_batches") or 0) * data_cfg["batch_size"]
-        mine = report.read_json(prefix_dir / "examples.json")["diversity"]
-        theirs = report.read_json(analysed[best_scratch][0] / "examples.json")["diversity"]
+        def diversity(folder):  # the diversity statistics of a result folder, as facts
+            return {k: facts.get(f"{folder}/examples.json", "diversity", k, fmt=fmt) for k, fmt in
+                    (("distinct_share", "pct0"), ("vocabulary_used", "int"), ("repeated_bigram_share", "pct"))}
+        mine, theirs = diversity("flickr8k/prefix_lm"), diversity(where(analysed[best_scratch][0]))
         prefix_curve = [100 * row["val_cider"] for _, row in sorted(epochs.items()) if "val_cider" in row]
         size = report.read_json(prefix_dir / "examples.json")["size"]
-        trained_share = f"{100 * size['trained_params'] / size['params']:.1f}%"
+        trained_share = facts.derive("ratio", *(facts.get("flickr8k/prefix_lm/examples.json", "size", k, fmt="int",
+                                                          quoted=False) for k in ("trained_params", "params")))
         prefix_cider = facts.get("flickr8k/prefix_lm/test_metrics.json",
                                  f"beam{decoding['best']['beam_size']}", "cider", fmt="score")
         verdict = ("above" if r["ci_low"] > 0 else "below" if r["ci_high"] < 0 else "level with (the interval "
@@ -519,10 +530,10 @@ if (prefix_dir / "examples.json").is_file():
              + ("At this budget the pretrained language model does not buy a better caption from these image "
                 f"features. Its mapping network saw {seen:,} training captions in all, where each decoder trained "
                 "from scratch saw every training caption each epoch; and its captions are few and repetitive: "
-                f"{100 * mine['distinct_share']:.0f}% of its test captions are distinct, from a vocabulary of "
-                f"{mine['vocabulary_used']} words, with {100 * mine['repeated_bigram_share']:.1f}% repeated bigrams, "
-                f"against {100 * theirs['distinct_share']:.0f}%, {theirs['vocabulary_used']} words and "
-                f"{100 * theirs['repeated_bigram_share']:.1f}% for {best_scratch}. One reading, not tested here: "
+                f"{mine['distinct_share']} of its test captions are distinct, from a vocabulary of "
+                f"{mine['vocabulary_used']} words, with {mine['repeated_bigram_share']} repeated bigrams, "
+                f"against {theirs['distinct_share']}, {theirs['vocabulary_used']} words and "
+                f"{theirs['repeated_bigram_share']} for {best_scratch}. One reading, not tested here: "
                 "after this short training the prefix carries little about the picture. Others are open: the LM's "
                 "weights are a 4-bit quantisation, de-quantised; it is an instruction-tuned model run without a "
                 "prompt; it is one seed with a smaller decoding grid. A longer run, and a control with the image "

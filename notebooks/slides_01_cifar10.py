@@ -141,7 +141,7 @@ if earlier:
 show(report.markdown_table(["study", "claim", "verdict (Holm within the study)", "over all claims (Holm)"], rows)
      if rows else "No hypothesis study has results yet.")
 if "best_model" in family:  # one line: the table fills the slide
-    verdicts = [(c["claim"].split(" help")[0], c["verdict"]) for c in family["best_model"]["claims"]]
+    verdicts = [(report.ablated_ingredient(c["claim"]), c["verdict"]) for c in family["best_model"]["claims"]]
     show(f"Best model's {len(verdicts)} ablations (next slide), over all claims: " + "; ".join(
         f"{v} {', '.join(n for n, w in verdicts if w == v)}" for v in sorted({w for _, w in verdicts})) + ".")
 
@@ -155,17 +155,18 @@ ablations = [len(r["values"]) for r in progress_rows[1:]], [r["repeats"] for r i
 best_run = RESULTS / "cifar10" / "best_model" / "seed0"
 best = RESULTS / "cifar10" / "best"
 finished = "best_model" in reports and not progress_rows  # every seed of the recipe and of its ablations stored
+RECIPE = ("FastNet (airbench94 at a quarter of its compute: BatchNorm, GELU, Nesterov momentum, label smoothing, "
+          "flips and translations, lookahead, test-time augmentation), all training images, 8 epochs")
 if finished:
     source = "studies/best_model/study.json"
     study = reports["best_model"]
     mean = facts.get(source, "rows", 0, "summary", "mean")
     gain = facts.derive("difference", mean, acc, fmt="points")
-    show(f"FastNet (airbench94 at a quarter of its compute: BatchNorm, GELU, Nesterov momentum, label smoothing, "
-         f"flips and translations, lookahead, test-time augmentation), all training images, 8 epochs: test accuracy "
-         f"**{mean}**, mean of {study['rows'][0]['summary']['n']} seeds ({gain} over the baseline).")
+    show(f"{RECIPE}: test accuracy **{mean}**, mean of {study['rows'][0]['summary']['n']} seeds "
+         f"({gain} over the baseline).")
     show(f"Each ingredient removed, {study['rows'][1]['summary']['n']} seeds each, minus the full recipe (points, "
          f"95% CI; Holm over the study's {len(study['claims'])} claims): " + "; ".join(
-             f"{c['claim'].split(' help')[0]} {100 * c['links'][0]['mean_difference']:+.1f} "
+             f"{report.ablated_ingredient(c['claim'])} {100 * c['links'][0]['mean_difference']:+.1f} "
              f"[{100 * c['links'][0]['ci_low']:+.1f}, {100 * c['links'][0]['ci_high']:+.1f}] **{c['verdict']}**"
              for c in study["claims"]) + ". Momentum was removed at the recipe's learning rate, tuned for momentum "
          "(notebook 01 reads it).")
@@ -176,13 +177,11 @@ elif full is not None and full["values"]:
     source = "studies/best_model/study_progress.json"
     mean = facts.get(source, "rows", 0, "summary", "mean")
     gain = facts.derive("difference", mean, acc, fmt="points")
-    show(f"FastNet (airbench94 at a quarter of its compute: BatchNorm, GELU, Nesterov momentum, label smoothing, "
-         f"flips and translations, lookahead, test-time augmentation), all training images, 8 epochs: test accuracy "
-         f"**{mean}**, mean of {len(full['values'])} of its {full['repeats']} seeds ({gain} over the baseline); "
-         f"its leave-one-out ablations: {sum(ablations[0])} of {sum(ablations[1])} runs stored so far.")
+    show(f"{RECIPE}: test accuracy **{mean}**, mean of {len(full['values'])} of its {full['repeats']} seeds "
+         f"({gain} over the baseline); its leave-one-out ablations: {sum(ablations[0])} of {sum(ablations[1])} runs stored so far.")
     if stored := [r for r in progress_rows[1:] if r.get("minus_reference")]:
         show("Ablations so far, minus the full recipe (points, over the seeds both have): " + "; ".join(
-            f"{r['claims'][0].split(' help')[0] + ' removed' if r.get('claims') else r['label']} "
+            f"{report.ablated_ingredient(r['claims'][0]) + ' removed' if r.get('claims') else r['label']} "
             f"{100 * r['minus_reference']['mean']:+.2f} ({r['minus_reference']['runs']} seed"
             f"{'s' if r['minus_reference']['runs'] > 1 else ''})" for r in stored)
             + " (McNemar's test, seed by seed, in notebook 01).")

@@ -89,7 +89,7 @@ def _assert_numbers_come_from_results(facts_file: Path, text: str, source: str, 
     and none typed by hand into a markdown cell."""
     assert check_facts(facts_file) == []
     facts = json.loads(facts_file.read_text())["facts"]
-    assert len(facts) >= least and all(f["text"] in text for f in facts)
+    assert len(facts) >= least and all(f["text"] in text for f in facts if f["quoted"])  # inputs the text omits
     typed = {i: typed_numbers(c.source) for i, c in enumerate(jupytext.read(NOTEBOOKS / f"{source}.py").cells)
              if c.cell_type == "markdown"}  # fmt: skip
     assert not any(typed.values()), typed
@@ -231,7 +231,7 @@ def test_captioning_notebook_runs_on_fixture_results(tmp_path: Path, monkeypatch
     monkeypatch.setenv("LIT_MC_FLICKR8K", str(toy))
     monkeypatch.setenv("LIT_MC_FACTS", str(tmp_path / "facts.json"))
     outputs, text = _execute("02_flickr8k_captioning", results, tmp_path / "02.ipynb", monkeypatch)
-    _assert_numbers_come_from_results(tmp_path / "facts.json", text, "02_flickr8k_captioning", least=0)
+    _assert_numbers_come_from_results(tmp_path / "facts.json", text, "02_flickr8k_captioning", least=3)
     assert "show_attend_tell" in text and "Xu et al. 2015" in text and "CIDEr" in text
     assert "The prefix LM minus each captioner trained from scratch" in text and "Reading.** The prefix LM" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
@@ -269,6 +269,23 @@ def test_a_number_that_drifted_from_its_source_is_caught(tmp_path: Path) -> None
                                                    "curve": [{"v": 0.3}, {"v": 0.9}, {"v": 0.5}]}))  # fmt: skip
     wrong = check_facts(tmp_path / "facts.json")
     assert len(wrong) == 2 and "75.1%" in wrong[0] and "74.0%" in wrong[0] and "+4.0 points" in wrong[1]
+
+
+def test_a_mean_over_unquoted_seeds_and_a_margin_to_a_stated_target_are_read_again(tmp_path: Path) -> None:
+    from lit_mc.report import Facts
+
+    for seed, cider in enumerate((0.50, 0.56, 0.53)):
+        (tmp_path / f"seed{seed}.json").write_text(json.dumps({"cider": cider}))
+    facts = Facts(tmp_path)
+    seeds = [facts.get(f"seed{s}.json", "cider", fmt="score", quoted=False) for s in range(3)]
+    mean, sd = facts.derive("mean", *seeds, fmt="score"), facts.derive("sd", *seeds, fmt="score")
+    margin = facts.derive("difference", mean, 0.60, fmt="score_diff")
+    assert (mean, sd, margin) == ("53.0", "3.0", "-7.0") and not seeds[0].quoted and mean.quoted
+    facts.save(tmp_path / "facts.json")
+    assert check_facts(tmp_path / "facts.json") == []
+    (tmp_path / "seed1.json").write_text(json.dumps({"cider": 0.59}))  # one seed re-analysed afterwards
+    wrong = check_facts(tmp_path / "facts.json")
+    assert len(wrong) == 4 and "56.0" in wrong[0] and "-6.0" in wrong[-1]  # the seed, mean, sd and the margin
 
 
 def test_curve_statistics_read_the_best_epoch_the_gap_and_the_loss_minimum() -> None:
@@ -309,6 +326,12 @@ def test_an_inconclusive_claim_is_read_link_by_link(tmp_path: Path) -> None:
     assert "a stays below the detectable effect while the other links reach it" in readings["mixed"]
     assert "null result of low power" in readings["small"] and "stays below" not in readings["small"]
     assert "reaches the detectable size" in readings["large"]
+    supported = study({**link("a", 0.04, 0.03), "differences": [0.05, 0.03, 0.04]})
+    supported["claims"][0]["verdict"] = "supported"
+    for repeats, extra in (("seeds", {"seeds": [0, 1, 2]}), ("folds", {})):  # a seed study's runs are not folds
+        (tmp_path / "studies" / "s" / "study.json").write_text(json.dumps({**supported, **extra}))
+        reading = claims_reflection(Facts(tmp_path), "s")
+        assert f"higher in 3 of its 3 {repeats})" in reading and f"the {repeats} agree beyond" in reading
 
 
 def test_a_setting_that_never_learned_is_flagged_and_earlier_verdicts_can_be_hidden() -> None:

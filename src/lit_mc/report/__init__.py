@@ -37,6 +37,7 @@ from lit_mc.report.captioning import (
 )
 from lit_mc.report.classification import (
     STUDY_ORDER,
+    ablated_ingredient,
     available_studies,
     budget_transfer_markdown,
     claims_markdown,
@@ -121,6 +122,7 @@ __all__ = [
     "caption_training_summary",
     "overfit_captioning_figure",
     "overfit_captioning_markdown",
+    "ablated_ingredient",
     "claims_markdown",
     "claims_reflection",
     "claims_summary_markdown",

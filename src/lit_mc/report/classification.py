@@ -158,13 +158,19 @@ def retune_markdown(report: dict[str, Any]) -> str:
             if lines else "")  # fmt: skip
 
 
+def ablated_ingredient(claim: str) -> str:
+    """What a leave-one-out ablation removes, in the words of the claim it tests: "label smoothing helps" ->
+    "label smoothing" (the best-model study names each claim after its ingredient)."""
+    return claim.split(" help")[0]
+
+
 def claims_markdown(report: dict[str, Any]) -> str:
     """One line per claim: its verdict in words with the numbers it rests on."""
     return "\n".join(f"- **{c['claim']}** — {c['verdict_text']}" for c in report["claims"])
 
 
 _READING = {
-    "supported": "the folds agree beyond the corrected error, so the claim holds at this budget",
+    "supported": "the {repeats} agree beyond the corrected error, so the claim holds at this budget",
     "contradicted": "the data go against the claim beyond the corrected error, so at this budget the reference's "
     "expectation fails here",
     "untested": "one run per setting gives no error bar, so this is a reading of single runs",
@@ -198,7 +204,7 @@ def claims_reflection(facts: Facts, name: str) -> str:
                 text += ")"
             parts.append(text)
         verdict = claim["verdict"]
-        reading = _READING.get(verdict)
+        reading = _READING.get(verdict, "").format(repeats="seeds" if report.get("seeds") else "folds")
         if verdict == "inconclusive" and claim["direction"] == "equal":
             margin = facts.get(file, "claims", i, "margin", fmt="abs_points")
             reading = (f"equivalence (two one-sided tests) needs the difference to lie surely within ±{margin}, and "
@@ -375,7 +381,7 @@ def _claims_rows(reports: list[dict[str, Any]]) -> list[list[str]]:
                             for link in links)  # fmt: skip
             mdes = ", ".join(num(100 * link["mde"], ".1f") for link in links)
             rows.append([report["name"], c["claim"], effects, cis, num(c["p_value"], ".2g"),
-                         num(c.get("p_holm_study", c["p_holm"]), ".2g"), num(c["p_holm"], ".2g"), mdes,
+                         num(c["p_holm_study"], ".2g"), num(c["p_holm"], ".2g"), mdes,
                          c["verdict"]])  # fmt: skip
     return rows
 

@@ -28,12 +28,14 @@ def _signed(x: float) -> str:
 
 FORMATS: dict[str, Callable[[float], str]] = {
     "pct": lambda v: f"{100 * v:.1f}%",  # an accuracy: 0.7551 -> 75.5%
+    "pct0": lambda v: f"{100 * v:.0f}%",  # a share quoted roughly: 0.842 -> 84%
     "pct2": lambda v: f"{100 * v:.2f}%",  # an accuracy on 10,000 test images, where seeds differ by hundredths
     "points": lambda v: f"{_signed(100 * v)} points",  # a difference of accuracies: 0.021 -> +2.1 points
     "abs_points": lambda v: f"{100 * abs(v):.1f} points",
     "abs_points2": lambda v: f"{100 * abs(v):.2f} points",  # a small spread: 0.00164 -> 0.16 points
     "score": lambda v: f"{100 * v:.1f}",  # a caption metric on the x100 scale of the tables: 0.5461 -> 54.6
     "score_diff": lambda v: _signed(100 * v),
+    "score_diff2": lambda v: f"{100 * v:+.2f}",  # a margin to a target, where a tenth decides met or not
     "int": lambda v: f"{int(v):,}",
     "decimal": lambda v: f"{v:.1f}",  # a mean of counts: 22.67 epochs -> 22.7
     "sig3": lambda v: f"{v:.3g}",  # a scale over orders of magnitude: 5.87e-05, 0.0511, 2.17
@@ -51,6 +53,7 @@ RULES: dict[str, Callable[..., float]] = {
     "max": lambda *v: max(v),
     "min": lambda *v: min(v),
     "mean": lambda *v: sum(v) / len(v),
+    "sd": lambda *v: statistics.stdev(v),  # the sample standard deviation of runs (seeds)
     "sign_test_floor": lambda n: 2 * 0.5**n,  # the smallest two-sided sign-test p over n paired differences
     "binomial_se": lambda p, n: (p * (1 - p) / n) ** 0.5,  # the standard error of an accuracy on n images
     "twice_binomial_se": lambda p, n: 2 * (p * (1 - p) / n) ** 0.5,  # the sampling error of an accuracy on n images
@@ -93,10 +96,12 @@ REDUCERS: dict[str, Callable[[list[float]], float]] = {  # over a list, e.g. a c
 
 
 class Number(str):
-    """A formatted number that keeps its value (``.value``) and its index in the :class:`Facts` that made it."""
+    """A formatted number that keeps its value (``.value``) and its index in the :class:`Facts` that made it.
+    ``quoted`` is False for an input the prose does not show (one seed of a quoted mean)."""
 
     value: float
     index: int
+    quoted: bool
 
 
 def lookup(data: Any, path: tuple[Any, ...] | list[Any]) -> Any:
@@ -130,24 +135,33 @@ class Facts:
             self._files[file] = json.loads(path.read_text())
         return self._files[file]
 
-    def _number(self, value: float, fmt: str, record: dict[str, Any]) -> Number:
+    def _number(self, value: float, fmt: str, record: dict[str, Any], quoted: bool) -> Number:
         number = Number(FORMATS[fmt](value))
-        number.value, number.index = value, len(self.used)
-        self.used.append({**record, "fmt": fmt, "text": str(number)})
+        number.value, number.index, number.quoted = value, len(self.used), quoted
+        self.used.append({**record, "fmt": fmt, "text": str(number), "quoted": quoted})
         return number
 
     def get(
-        self, file: str, *path: Any, fmt: str = "pct", field: str | None = None, reduce: str | None = None
+        self,
+        file: str,
+        *path: Any,
+        fmt: str = "pct",
+        field: str | None = None,
+        reduce: str | None = None,
+        quoted: bool = True,
     ) -> Number:
         """The number at ``path`` in the JSON file ``root/file``, formatted by ``FORMATS[fmt]``; at a list (of
-        epochs, say), ``field`` of each item reduced by ``REDUCERS[reduce]``."""
+        epochs, say), ``field`` of each item reduced by ``REDUCERS[reduce]``. ``quoted=False``: an input of a
+        rule that the prose does not show itself."""
         record = {"file": file, "path": list(path), "field": field, "reduce": reduce}
-        return self._number(_value(self.read(file), record), fmt, record)
+        return self._number(_value(self.read(file), record), fmt, record, quoted)
 
-    def derive(self, rule: str, *inputs: Number, fmt: str = "pct") -> Number:
-        """``RULES[rule]`` of earlier numbers (their values, not their rounded texts)."""
-        value = RULES[rule](*(n.value for n in inputs))
-        return self._number(value, fmt, {"rule": rule, "inputs": [n.index for n in inputs]})
+    def derive(self, rule: str, *inputs: Number | float, fmt: str = "pct", quoted: bool = True) -> Number:
+        """``RULES[rule]`` of earlier numbers (their values, not their rounded texts) and of constants (a target
+        the text states, say: plain floats, stored as they are)."""
+        value = RULES[rule](*(n.value if isinstance(n, Number) else n for n in inputs))
+        stored = [n.index if isinstance(n, Number) else {"constant": float(n)} for n in inputs]
+        return self._number(value, fmt, {"rule": rule, "inputs": stored}, quoted)
 
     def save(self, path: str | Path) -> None:
         atomic_write_text(Path(path), json.dumps({"root": str(self.root), "facts": self.used}, indent=1))
@@ -170,7 +184,7 @@ def check_facts(saved: str | Path, root: str | Path | None = None) -> list[str]:
     wrong = []
     for i, fact in enumerate(body["facts"]):
         if "rule" in fact:
-            value = RULES[fact["rule"]](*(values[j] for j in fact["inputs"]))
+            value = RULES[fact["rule"]](*(j["constant"] if isinstance(j, dict) else values[j] for j in fact["inputs"]))
             source = f"{fact['rule']} of facts {fact['inputs']}"
         else:
             value = _value(json.loads((root / fact["file"]).read_text()), fact)

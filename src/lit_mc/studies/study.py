@@ -880,7 +880,7 @@ def adjust_study_set(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     claims = [(r, c) for r in reports for c in r.get("claims", [])]
     family = sum(not math.isnan(c["p_value"]) for _, c in claims)
     for (report, claim), adjusted in zip(claims, holm([c["p_value"] for _, c in claims]), strict=True):
-        claim["p_holm_study"] = claim.get("p_holm_study", claim["p_holm"])
+        claim["p_holm_study"] = claim["p_holm"]
         claim["p_holm"] = adjusted
         claim["family_size"] = family
         claim["verdict"], claim["verdict_text"] = _verdict(report["metric"], claim)
