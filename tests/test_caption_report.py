@@ -125,3 +125,14 @@ def test_attention_entropy_table_reads_function_and_content_words(tmp_path: Path
     write_run(tmp_path / "flickr8k" / "show_and_tell", beam=1, cider=0.5)  # no attention: no row
     rows = rows_of(attention_entropy_table(tmp_path))
     assert rows == {"show_attend_tell": ["1000", "0.610 (4000)", "0.830 (5000)", "+0.220"]}
+
+
+def test_example_captions_name_the_decoding_they_were_scored_at(tmp_path: Path) -> None:
+    from lit_mc.report.captioning import caption_examples_markdown
+
+    example = {"image": "a.jpg", "caption": "a dog runs", "cider": 1.5, "references": ["a dog runs"]}
+    for beam, header in ((1, "generated (greedy)"), (5, "generated (beam 5)")):
+        folder = tmp_path / "flickr8k" / f"m{beam}"
+        folder.mkdir(parents=True)
+        (folder / "examples.json").write_text(json.dumps({"beam": beam, "best": [example]}))
+        assert header in caption_examples_markdown(f"m{beam}", "best", tmp_path).splitlines()[0]

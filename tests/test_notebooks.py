@@ -473,3 +473,33 @@ def test_the_claims_summary_writes_its_table_and_leaves_the_studies_as_stored(tm
     assert "| 0.012 |" in out.read_text()  # BatchNorm's p, Holm over both studies' claims
     for name, data in stored.items():
         assert (tmp_path / "studies" / name / "study.json").read_bytes() == data
+
+
+def test_a_seed_study_says_seeds_and_the_overfit_table_gives_a_verdict() -> None:
+    from lit_mc.report import overfit_markdown, study_markdown
+
+    def row(label: str, values: list[float]) -> dict:
+        mean = sum(values) / len(values)
+        summary = {"n": len(values), "mean": mean, "std": 0.001, "ci_low": mean - 0.002, "ci_high": mean + 0.002}
+        return {"label": label, "values": values, "summary": summary, "setting": {}, "wall_s": 60}
+
+    rep = {"hypothesis": "h", "reference": "r", "folds": 1, "seeds": [0, 1, 2], "budget": [], "metric": "test_acc",
+           "rows": [row("full", [0.913, 0.914, 0.912]), row("minus x", [0.90, 0.901, 0.899])],
+           "claims": [{"claim": "x helps", "verdict_text": "supported (p 0.01)"}]}  # fmt: skip
+    text = study_markdown(rep)
+    assert "2 settings x 3 seeds, the base config's own budget, scored on the test images" in text
+    assert "paired t-test over the seeds" in text and "folds" not in text
+    runs = [
+        {
+            "config": c,
+            "first_loss": 2.3,
+            "final_loss": 0.1,
+            "final_acc": acc,
+            "step_acc_100": step,
+            "step_loss_below_0.05": None,
+            "steps": 500,
+        }
+        for c, acc, step in (("a", 1.0, 431), ("b", 0.9, None))
+    ]
+    last = [line.split("|")[-2].strip() for line in overfit_markdown(runs).splitlines()[2:]]
+    assert last == ["passes", "fails: check for a bug"]

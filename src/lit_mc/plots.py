@@ -80,9 +80,10 @@ def learning_curves_figure(rows: list[dict], cells: dict[str, dict], title: str 
     for row, colour in zip(rows, curve_colours(len(rows)), strict=True):
         mine = [cells[key] for key in row["cells"]]
         diverged = bool(row.get("diverged"))
+        named = "val" if _mean_curve(mine, "val_acc")[0] else "train"  # a run without a validation split: train
         for ax, metric in zip(axes, ("loss", "acc"), strict=True):
             for split, style in (("val", "-"), ("train", "--")):
-                label = row["label"] + (" (diverged)" if diverged else "") if split == "val" else None
+                label = row["label"] + (" (diverged)" if diverged else "") if split == named else None
                 _plot_mean_curve(ax, mine, f"{split}_{metric}", style, colour, label)
                 epochs, values, _ = _mean_curve(mine, f"{split}_{metric}")
                 if diverged and split == "val" and epochs:
@@ -91,8 +92,10 @@ def learning_curves_figure(rows: list[dict], cells: dict[str, dict], title: str 
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-    faded = "\nfaded: some folds stopped" if any(len(row["cells"]) > 1 for row in rows) else ""
-    axes[1].legend(fontsize=7, title="val (solid), train (dashed)" + faded, title_fontsize=7,
+    faded = "\nfaded: some runs stopped" if any(len(row["cells"]) > 1 for row in rows) else ""
+    validated = any(_mean_curve([cells[k] for k in row["cells"]], "val_acc")[0] for row in rows)
+    splits = "val (solid), train (dashed)" if validated else "train (dashed); no validation split"
+    axes[1].legend(fontsize=7, title=splits + faded, title_fontsize=7,
                    loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)  # fmt: skip
     if title:
         fig.suptitle(title, fontsize=10)
@@ -160,7 +163,8 @@ def metric_bars_figure(report: dict) -> Figure:
     labels = ["\n".join(textwrap.wrap(row["label"], 24)) for row in rows]  # wrapped, not cut: settings stay apart
     ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=7)
     several = any(row["summary"]["n"] > 1 for row in rows)
-    ax.set_ylabel(f"{report['metric']} %" + ("\n(mean; 95% t-interval over folds,\nuncorrected; grey: folds)"
+    runs = "seeds" if report.get("seeds") else "folds"
+    ax.set_ylabel(f"{report['metric']} %" + (f"\n(mean; 95% t-interval over {runs},\nuncorrected; grey: {runs})"
                                            if several else " (one run each)"), fontsize=8)  # fmt: skip
     ax.set_title(report["name"], fontsize=10)
     ax.grid(axis="y", alpha=0.3)

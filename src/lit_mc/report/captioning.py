@@ -152,10 +152,13 @@ def transformer_recipe_figure(root: Path | None = None) -> Figure:
 
 
 def caption_examples_markdown(model: str, kind: str, root: Path | None = None) -> str:
-    """The best- or worst-scored test captions of a model, with their references."""
+    """The best- or worst-scored test captions of a model, with their references; the header names the decoding
+    they were scored at (the run's analysed beam)."""
     examples = read_json((root or results_root()) / "flickr8k" / model / "examples.json")
+    beam = int(examples.get("beam", 1))
     rows = [[e["image"], e["caption"], f"{100 * e['cider']:.1f}", "<br>".join(e["references"])] for e in examples[kind]]
-    return markdown_table(["image", "generated (greedy)", "CIDEr-D (x100)", "references"], rows)
+    decoding = "greedy" if beam == 1 else f"beam {beam}"
+    return markdown_table(["image", f"generated ({decoding})", "CIDEr-D (x100)", "references"], rows)
 
 
 def example_overlap_markdown(models: Sequence[str], root: Path | None = None) -> str:

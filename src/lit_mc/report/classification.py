@@ -57,6 +57,13 @@ def _setting_value(value: Any) -> str:
 CHANCE_BAND = 0.15  # a CIFAR-10 accuracy below this (chance is 0.10) is a run that never learned
 
 
+def repeats(report: dict[str, Any]) -> tuple[int, str]:
+    """How many runs a setting has and what they are: seeds on the same data (a seed study) or folds."""
+    if report.get("seeds"):
+        return len(report["seeds"]), "seeds"
+    return report["folds"], "folds" if report["folds"] > 1 else "run (a hold-out split)"
+
+
 def study_markdown(report: dict[str, Any], verdicts: bool = True) -> str:
     """Hypothesis, reference, budget, the metric per setting with its error, and the verdicts (left out with
     ``verdicts=False``: results of an earlier budget that could not carry them)."""
@@ -79,7 +86,11 @@ def study_markdown(report: dict[str, Any], verdicts: bool = True) -> str:
         ["setting", f"{report['metric']} % {scored} (mean ± std)", "95% t-interval (uncorrected)", "params",
          "MFLOPs/image", "minutes"], rows,
     )  # fmt: skip
-    if any(row["summary"]["n"] > 1 for row in report["rows"]):
+    n, word = repeats(report)
+    if any(row["summary"]["n"] > 1 for row in report["rows"]) and word == "seeds":
+        table += ("\n\nThe t-interval of a setting is over its seeds: independent runs on the same training and "
+                  "test images, so it holds the training noise, not the sampling of the images.")  # fmt: skip
+    elif any(row["summary"]["n"] > 1 for row in report["rows"]):
         table += (
             "\n\nThe t-interval of a setting treats its folds as independent; they share training images, "
             "so it is too narrow" + (": the verdicts below use the corrected interval of each difference." if verdicts
@@ -88,18 +99,20 @@ def study_markdown(report: dict[str, Any], verdicts: bool = True) -> str:
     if retune := retune_markdown(report):
         table += "\n\n" + retune
     budget = " ".join(b for b in report["budget"] if "progress_bar" not in b)
+    budget = f"budget `{budget}`" if budget else "the base config's own budget"
+    scored = "scored on the test images" if report["metric"].startswith("test") else "scored on validation"
     parts = [
         f"**Hypothesis.** {report['hypothesis']}",
         f"**Reference.** {report['reference']}",
-        f"**Experiment.** {len(report['rows'])} settings x {report['folds']} folds, budget `{budget}`.",
+        f"**Experiment.** {len(report['rows'])} settings x {n} {word}, {budget}, {scored}.",
         table,
     ]
     if not verdicts:
         return "\n\n".join(parts)
     if "claims" not in report:  # a report from before claims: its one verdict line
         return "\n\n".join([*parts, f"**Verdict:** {report['verdict']}"])
-    parts += ["**Verdicts, claim by claim** (corrected resampled t-test over the folds, Holm-adjusted):",
-              claims_markdown(report)]  # fmt: skip
+    test = "paired t-test over the seeds" if word == "seeds" else "corrected resampled t-test over the folds"
+    parts += [f"**Verdicts, claim by claim** ({test}, Holm-adjusted):", claims_markdown(report)]
     if per_image := per_image_markdown(report):
         parts.append(per_image)
     if math.isfinite(report.get("mde", math.nan)):
@@ -453,12 +466,12 @@ def study_figures(report: dict[str, Any], cells: dict[str, dict]) -> dict[str, F
     from lit_mc.plots import heatmap_figure, learning_curves_figure, metric_bars_figure
 
     grid = heatmap_figure(report)
+    n, word = repeats(report)
     figures = {
         "learning_curves.png": learning_curves_figure(
             report["rows"],
             cells,
-            f"{report['name']}: learning curves, "
-            + (f"mean over {report['folds']} folds" if report["folds"] > 1 else "one run per setting"),
+            f"{report['name']}: learning curves, " + (f"mean over {n} {word}" if n > 1 else "one run per setting"),
         ),
         # past eight settings a grid reads better as its heat map alone
         "metric.png": metric_bars_figure(report) if grid is None or len(report["rows"]) <= 8 else None,
@@ -539,10 +552,13 @@ def cv_markdown(summary: dict[str, Any]) -> str:
 
 
 def overfit_markdown(results: list[dict[str, Any]]) -> str:
+    """One row per model of the overfit-one-batch benchmark, with its verdict: it passes when it classifies every
+    image of the batch right within its step budget (the loss mark is the stricter reading of how far it got)."""
     rows = [[r["config"], r["first_loss"] and f"{r['first_loss']:.3f}", f"{r['final_loss']:.4g}",
-             r["step_acc_100"], r["step_loss_below_0.05"] or f"not within {r['steps']}"] for r in results]  # fmt: skip
+             r["step_acc_100"] or f"not within {r['steps']}", r["step_loss_below_0.05"] or f"not within {r['steps']}",
+             "passes" if r["final_acc"] == 1.0 else "fails: check for a bug"] for r in results]  # fmt: skip
     return markdown_table(
-        ["config", "first loss", "final loss", "100% batch accuracy at step", "loss < 0.05 at step"], rows
+        ["config", "first loss", "final loss", "100% batch accuracy at step", "loss < 0.05 at step", "verdict"], rows
     )
 
 
