@@ -206,9 +206,12 @@ current = {name: report.stored_at_current_budget(rep, STUDY_FILES / f"{name}.yam
            for name, rep in reports.items()}
 def in_progress(name):  # a study whose campaign is under way: its stored runs so far (no verdict), or None
     return report.load_study_progress(name, RESULTS)
+def study_title(name):  # "Study 5: width": the number the study file's first line gives it (the text's cross-references)
+    first = (STUDY_FILES / f"{name}.yaml").read_text().split("\n", 1)[0] if (STUDY_FILES / f"{name}.yaml").is_file() else ""
+    return f"Study {first.split(':')[0].removeprefix('# Study ')}: {name}" if first.startswith("# Study ") else f"Study: {name}"
 def show_study(name):
     if (progress := in_progress(name)) is not None:
-        show(f"### Study: {name}, in progress at its file's budget")
+        show(f"### {study_title(name)}, in progress at its file's budget")
         show("What the campaign has stored so far (`lit-mc study report "
              f"configs/studies/{name}.yaml`): a setting's mean is over the runs stored, a re-tuned setting shows "
              "each candidate rate's score until one is chosen, and nothing is compared until every cell is in.\n\n"
@@ -216,7 +219,7 @@ def show_study(name):
     if name not in reports:
         return print(f"no stored report of study {name}")
     rep = reports[name]
-    show(f"### Study: {name}" + (", the earlier round" if progress is not None else ""))
+    show(f"### {study_title(name)}" + (", the earlier round" if progress is not None else ""))
     if not current[name]:
         show(f"**Results of an earlier round.** These cells ran at `{' '.join(rep['budget'])}` with {rep['folds']} "
              f"folds; `configs/studies/{name}.yaml` now states another budget, and its re-run is still to come "
@@ -1043,12 +1046,17 @@ if predictions and arrays is not None:
     common_pair = collections.Counter((names[labels[i]], names[pred[i]]) for i in surest).most_common(1)[0]
     smoothing_check = ""  # the label-smoothing ablation of the same seed, where it is stored
     no_smoothing = [r for r in best_rows if r["setting"] == {"model.init_args.label_smoothing": 0.0} and r["cells"]]
-    if no_smoothing:
-        cell = report.read_json(RESULTS / "studies" / "cells" / f"{no_smoothing[0]['cells'][0]}.json")
-        smoothing_check = (f" The same recipe without label smoothing (seed {cell['seed']}, the ablation) has an "
-                           f"expected calibration error of {cell['final']['test_ece']:.3f} at a test accuracy of "
-                           f"{100 * cell['final']['test_acc']:.2f}%: smoothing is what makes this net "
-                           "under-confident.")
+    if no_smoothing and full is not None:  # every seed of the ablation against every seed of the full recipe
+        def eces(row):
+            return [report.read_json(RESULTS / "studies" / "cells" / f"{k}.json")["final"]["test_ece"]
+                    for k in row["cells"]]  # fmt: skip
+        without, with_ = eces(no_smoothing[0]), eces(full)
+        smoothing_check = (f" The same recipe without label smoothing (the ablation, {len(without)} seeds) has "
+                           f"expected calibration errors of {', '.join(f'{e:.3f}' for e in without)}, against "
+                           f"{', '.join(f'{e:.3f}' for e in with_)} with it"
+                           + (": in every seed the smoothed net is the worse calibrated, so smoothing is what "
+                              "makes this net under-confident." if max(without) < min(with_) else
+                              ": the seeds overlap, so smoothing alone does not explain the calibration."))
     show(f"Calibration, read from the diagram: in {under} of the {len(bins)} confidence bins that hold images, the "
          "accuracy stands above the mean confidence, so the net is under-confident: it is right more often than "
          f"its probabilities say (expected calibration error {tested['metrics']['test_ece']:.3f}"

@@ -69,6 +69,20 @@ def _plot_mean_curve(ax, cells: list[dict], key: str, style: str, colour, label:
         ax.plot(x[start:], values[start:], style, color=colour, alpha=0.35, label=None if full else label)
 
 
+def setting_value(value: object) -> str:
+    """A setting's value as tables and legends print it: numbers shortest (0.0005, 64), anything else as text."""
+    return f"{value:g}" if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
+
+
+def ran_at(row: dict) -> str:
+    """`` (ran at lr=0.0005)`` for a study row whose learning rate was re-tuned (its label names the setting, not
+    the rate its runs used), else ``""``: tables and figure legends say the same."""
+    ran = {k: v for k, v in (row.get("run_setting") or {}).items() if row["setting"].get(k) != v}
+    if not ran:
+        return ""
+    return " (ran at " + ", ".join(f"{k.split('.')[-1]}={setting_value(v)}" for k, v in ran.items()) + ")"
+
+
 def learning_curves_figure(rows: list[dict], cells: dict[str, dict], title: str | None = None) -> Figure:
     """Loss and accuracy per epoch for every setting (mean over folds; faded where some folds had already stopped):
     validation solid, training dashed; a diverged setting ends in a cross at its last logged epoch. The legend sits
@@ -83,7 +97,7 @@ def learning_curves_figure(rows: list[dict], cells: dict[str, dict], title: str 
         named = "val" if _mean_curve(mine, "val_acc")[0] else "train"  # a run without a validation split: train
         for ax, metric in zip(axes, ("loss", "acc"), strict=True):
             for split, style in (("val", "-"), ("train", "--")):
-                label = row["label"] + (" (diverged)" if diverged else "") if split == named else None
+                label = row["label"] + ran_at(row) + (" (diverged)" if diverged else "") if split == named else None
                 _plot_mean_curve(ax, mine, f"{split}_{metric}", style, colour, label)
                 epochs, values, _ = _mean_curve(mine, f"{split}_{metric}")
                 if diverged and split == "val" and epochs:
@@ -113,7 +127,7 @@ def _small_multiples(rows: list[dict], cells: dict[str, dict], title: str | None
         mine = [cells[key] for key in row["cells"]]
         for split, style in (("val", "-"), ("train", "--")):
             _plot_mean_curve(ax, mine, f"{split}_acc", style, "C0" if split == "val" else "C1", split)
-        ax.set_title(row["label"] + (" (diverged)" if row.get("diverged") else ""), fontsize=7)
+        ax.set_title(row["label"] + ran_at(row) + (" (diverged)" if row.get("diverged") else ""), fontsize=7)
         ax.grid(alpha=0.3)
     for ax in axes[len(rows) :]:
         ax.set_visible(False)
@@ -160,7 +174,7 @@ def metric_bars_figure(report: dict) -> Figure:
             ax.plot([i] * len(row["values"]), [100 * v for v in row["values"]], ".", color="grey", alpha=0.6)
         else:  # one run: a point, no interval to draw
             ax.plot(i, 100 * s["mean"], "s", color="C1")
-    labels = ["\n".join(textwrap.wrap(row["label"], 24)) for row in rows]  # wrapped, not cut: settings stay apart
+    labels = ["\n".join(textwrap.wrap(row["label"] + ran_at(row), 24)) for row in rows]  # wrapped, not cut
     ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=7)
     several = any(row["summary"]["n"] > 1 for row in rows)
     runs = "seeds" if report.get("seeds") else "folds"

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from matplotlib.figure import Figure
 
 from lit_mc.io import atomic_save_figure
+from lit_mc.plots import ran_at, setting_value
 from lit_mc.report.common import bench_root, markdown_table, read_json, results_root
 
 if TYPE_CHECKING:
@@ -50,10 +51,6 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
-def _setting_value(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
-
-
 CHANCE_BAND = 0.15  # a CIFAR-10 accuracy below this (chance is 0.10) is a run that never learned
 
 
@@ -75,9 +72,7 @@ def study_markdown(report: dict[str, Any], verdicts: bool = True) -> str:
         ci = f"[{_pct(s['ci_low'])}, {_pct(s['ci_high'])}]" if s["n"] > 1 else "one run"
         mean = f"{_pct(s['mean'])} ± {_pct(s['std'])}" if s["n"] > 1 else _pct(s["mean"])
         label = row["label"] + (" (diverged)" if row.get("diverged") else "")
-        ran = {k: v for k, v in (row.get("run_setting") or {}).items() if row["setting"].get(k) != v}
-        if ran:  # a re-tuned rate: the label names the setting, this what its folds ran with
-            label += " (ran at " + ", ".join(f"{k.split('.')[-1]}={_setting_value(v)}" for k, v in ran.items()) + ")"
+        label += ran_at(row)  # a re-tuned rate: the label names the setting, this what its folds ran with
         if report["metric"] == "val_acc" and (stuck := sum(v < CHANCE_BAND for v in row["values"])):
             label += f" (at chance in {stuck} of {len(row['values'])} runs)"
         rows.append([label, mean, ci, params, flops, f"{row['wall_s'] / 60:.1f}"])
@@ -284,12 +279,7 @@ def study_console_tables(report: dict[str, Any]) -> list[Any]:
         s = row["summary"]
         spread = [f"{s['std']:.4f}", f"[{s['ci_low']:.4f}, {s['ci_high']:.4f}]"] if s["n"] > 1 else ["-", "one run"]
         cells = [f"{s['mean']:.4f}", *spread, " ".join(f"{v:.4f}" for v in row["values"])]
-        label = row["label"] + (" (diverged)" if row.get("diverged") else "")
-        ran = {k: v for k, v in (row.get("run_setting") or {}).items() if row["setting"].get(k) != v}
-        if ran:  # a re-tuned rate: the label names the setting, this what its folds ran with
-            label += " (ran at " + ", ".join(f"{k.split('.')[-1]}={_setting_value(v)}" for k, v in ran.items()) + ")"
-        if row.get("run_setting") not in (None, row["setting"]):
-            label += f" -> {', '.join(f'{k.split(chr(46))[-1]}={v}' for k, v in row['run_setting'].items())}"
+        label = row["label"] + (" (diverged)" if row.get("diverged") else "") + ran_at(row)
         table.add_row(label, *cells, f"{(row.get('params') or 0) / 1e3:.0f}k",
                       f"{(row.get('flops') or 0) / 1e6:.1f}", f"{row['wall_s'] / 60:.1f}")  # fmt: skip
     lines = [table, f"reference: {report['reference']}"]
@@ -309,12 +299,10 @@ def _progress_rows(progress: dict[str, Any]) -> list[list[str]]:
     rows = []
     for row in progress["rows"]:
         s, values = row["summary"], row["values"]
-        ran = row["run_setting"] or {}
-        label = row["label"] + ("".join(f" (at {k.split('.')[-1]}={_setting_value(v)})" for k, v in ran.items()
-                                        if row["setting"].get(k) != v))  # fmt: skip
+        label = row["label"] + ran_at(row)
         todo = "re-tuning: " if row["retuning"] else ""
         if row["retuning"]:  # no rate chosen yet: each candidate's score on the re-tuning fold
-            values_text = ", ".join(f"{_setting_value(c['value'])}: {'-' if c['score'] is None else _pct(c['score'])}"
+            values_text = ", ".join(f"{setting_value(c['value'])}: {'-' if c['score'] is None else _pct(c['score'])}"
                                     for c in row["candidates"])  # fmt: skip
         else:
             values_text = " ".join(f"{100 * v:.2f}" for v in values) or "-"
@@ -524,12 +512,24 @@ def run_curves_figure(metrics_csv: Path, label: str) -> Figure:
 
 
 def test_report_markdown(test_metrics: dict[str, Any]) -> str:
-    """Test accuracy, macro-F1 and per-class accuracy of a classification run (its ``test_metrics.json``)."""
+    """Test accuracy, macro-F1 and per-class accuracy of a classification run (its ``test_metrics.json``), each
+    accuracy with its binomial standard error over the test images it counts (the sampling error of one run; what
+    another seed would change is not in it)."""
     m = test_metrics["metrics"]
-    per_class = [[name, _pct(m[f"test_acc_{name}"])] for name in test_metrics["class_names"]]
-    head = f"Test accuracy **{_pct(m['test_acc'])}%**, macro-F1 {m['test_f1']:.4f}, test loss {m['test_loss']:.4f}"
+    confusion = test_metrics["confusion"]  # rows: true class, so a row's sum is that class's test images
+
+    def se(p: float, n: int) -> str:
+        return f"{100 * math.sqrt(p * (1 - p) / n):.1f}"
+
+    n_all = sum(map(sum, confusion))
+    per_class = [[name, _pct(m[f"test_acc_{name}"]), se(m[f"test_acc_{name}"], sum(confusion[i]))]
+                 for i, name in enumerate(test_metrics["class_names"])]  # fmt: skip
+    head = (
+        f"Test accuracy **{_pct(m['test_acc'])}%** (binomial standard error {se(m['test_acc'], n_all)} points on "
+        f"{n_all:,} images), macro-F1 {m['test_f1']:.4f}, test loss {m['test_loss']:.4f}"
+    )
     head += f", expected calibration error {m['test_ece']:.4f}." if "test_ece" in m else "."
-    return head + "\n\n" + markdown_table(["class", "test accuracy %"], per_class)
+    return head + "\n\n" + markdown_table(["class", "test accuracy %", "binomial se (points)"], per_class)
 
 
 def confusion_figure(test_metrics: dict[str, Any], title: str | None = None) -> Figure:
