@@ -244,6 +244,9 @@ def show_study(name):
         show(f"**The claims read ({name}).**\n\n" + report.claims_reflection(facts, name))
     if current[name] and (transfer := report.budget_transfer_markdown(name, RESULTS)):
         show(transfer)
+def study_lr(name):  # the learning rate a study's reference runs used, read from their stored config
+    return facts.get(f"studies/cells/{reports[name]['rows'][0]['cells'][0]}.json", "resolved_config", "model",
+                     "init_args", "lr", fmt="lr")
 def row(name, label, *path, **kw):  # a number of one setting of a study's report
     return facts.get(f"studies/{name}/study.json", "rows", {"label": label}, *path, **kw)
 def measurement_error(name, label):  # twice the binomial standard error of one run's accuracy on its images
@@ -604,7 +607,9 @@ if current.get('pooling'):
          f"average pooling {acc['avg']} ({gaps['avg']}), strided convolution {acc['stride']} ({gaps['stride']}, at "
          f"{flops['stride']} per image against {flops['max']} with pooling). {avg_text} {stride_text}"
          + ("" if any(r.get('retune') for r in reports['pooling']['rows']) else
-            " All three ran at the max-pooling net's learning rate (this study re-tunes none): average pooling "
+            f" All three ran at the max-pooling net's learning rate, {study_lr('pooling')} (this study re-tunes "
+            "none" + (f"; the BatchNorm study's re-tuning chose {study_lr('batch_norm')} for the same plain net"
+                      if 'batch_norm' in reports else "") + "): average pooling "
             "passes a quarter of the gradient to each input of a window where a maximum passes all of it to one, "
             "so a rate tuned for max pooling may not suit it, and part of either gap may be the rate. The studies "
             "that re-tune per setting (BatchNorm, weight init, optimiser) show how far a rate can move."))
@@ -671,7 +676,8 @@ if current.get('dropout'):
             "2016, sec. 7.8, on early stopping as a regulariser).")
          + " " + confounds
          + ("" if any(r.get('retune') for r in reports['dropout']['rows']) else
-            " All rates ran at the plain net's learning rate (not re-tuned per setting); dropout adds gradient noise "
+            f" All rates ran at the plain net's learning rate, {study_lr('dropout')} (not re-tuned per setting); "
+            "dropout adds gradient noise "
             "and may want another rate, so the gains are of each net at one shared rate."))
 
 # %%
