@@ -242,6 +242,13 @@ def test_study_runs_resumes_and_reports(
     for figure in ("learning_curves.png", "metric.png"):
         assert (tmp_path / "results" / "studies" / "lr_study" / figure).stat().st_size > 1000
     assert not (tmp_path / "results" / "studies" / "lr_study" / "heatmap.png").exists()  # a 1-D grid
+    # the second budget's figures go beside the first budget's, not over them
+    folder = tmp_path / "results" / "studies" / "lr_study"
+    figures = {f: (folder / f).read_bytes() for f in ("learning_curves.png", "metric.png")}
+    (folder / "study_second_budget.json").write_text((folder / "study.json").read_text())
+    main(["study", "report", "lr_study", "--second-budget"])
+    assert {f: (folder / f).read_bytes() for f in figures} == figures
+    assert (folder / "metric_second_budget.png").stat().st_size > 1000
 
     # a campaign still under way: the report from the file shows what is stored, with no verdict, and trains nothing
     missing = report["rows"][1]["cells"][1]

@@ -214,7 +214,7 @@ def _report_study(opts: argparse.Namespace, study: str) -> None:
         report = json.loads(path.read_text())
     for renderable in study_console_tables(report):
         console.print(renderable)
-    for path in write_study_figures(report, store):
+    for path in write_study_figures(report, store, "_second_budget" if opts.second_budget else ""):
         console.print(f"figure: {path}")
 
 

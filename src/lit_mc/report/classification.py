@@ -581,13 +581,15 @@ def studies_summary_markdown(reports: Sequence[dict[str, Any]]) -> str:
     return markdown_table(["study", "command", "settings, budget", "cell minutes", "verdict"], rows)
 
 
-def write_study_figures(report: dict[str, Any], store: ResultsStore) -> list[Path]:
-    """Learning curves, metric per setting and (for 2-D grids) the heat map, as PNGs beside ``study.json``."""
+def write_study_figures(report: dict[str, Any], store: ResultsStore, suffix: str = "") -> list[Path]:
+    """Learning curves, metric per setting and (for 2-D grids) the heat map, as PNGs beside ``study.json``;
+    ``suffix`` keeps another budget's figures apart (``metric_second_budget.png``)."""
     cells = {key: store.read(key) for row in report["rows"] for key in row["cells"]}
     written = []
     for name, fig in study_figures(report, cells).items():
-        atomic_save_figure(fig, store.root / name)
-        written.append(store.root / name)
+        path = store.root / f"{Path(name).stem}{suffix}.png"
+        atomic_save_figure(fig, path)
+        written.append(path)
     return written
 
 
