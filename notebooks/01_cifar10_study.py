@@ -22,6 +22,12 @@
 # written in the text are constants of the method, such as a patience or a reference's layer count). The
 # commands that produced each result are in the README; each study file in `configs/studies/` states its
 # hypothesis, reference, claims and budget.
+#
+# **W&B trail.** The same runs can be followed in Weights & Biases, offline unless an account is set up:
+# `lit-mc study run FILE --wandb` logs each study cell as a run grouped by study and setting (W&B's grouped charts
+# then show each setting's mean and spread), and `--trainer.logger=WandbLogger` does it for a single fit. The
+# offline runs sit in each run's folder (`lightning_logs/.../wandb/offline-run-*`, not committed) and `wandb sync`
+# uploads them (README, W&B). This notebook reads only the local results store, so it needs no account.
 
 # %%
 import collections

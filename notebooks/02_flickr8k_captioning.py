@@ -22,6 +22,12 @@
 # language model (the last section). Every number and figure below comes from stored results (`results/flickr8k/`,
 # `benchmarks/results/`), a stored config or a checkpoint, and no number in the prose is typed by hand; nothing
 # trains here.
+#
+# **W&B trail.** The same runs can be followed in Weights & Biases, offline unless an account is set up:
+# `--trainer.logger=WandbLogger` on a captioner's `lit-mc fit` logs its curves, each validation epoch a table of
+# fixed images with their greedy caption and per-word attention overlay, and after testing a table of test
+# captions. The offline runs sit in each run's folder (`lightning_logs/.../wandb/offline-run-*`, not committed) and
+# `wandb sync` uploads them (README, W&B). This notebook reads only the local results store, so it needs no account.
 
 # %%
 import os
