@@ -32,7 +32,7 @@ train: data
 	$(BIN)/lit-mc fit --config $(CONFIG)
 
 test: install
-	$(BIN)/python -m pytest -n auto --dist loadgroup
+	$(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks notebooks

@@ -26,11 +26,7 @@ def baseline_fit(data: Path, *extra: str) -> list[str]:
     return ["fit", "--config", config, f"--data.data_dir={data}", "--data.val_size=50", *QUIET, *extra]
 
 
-# one thread a pytest-xdist worker (`make test` runs one worker a core), up to two in a single process; the
-# subprocesses a worker's tests start (lit-mc commands) inherit its one thread, so two workers do not oversubscribe
-torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1)))
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 @contextlib.contextmanager

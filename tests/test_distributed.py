@@ -15,9 +15,6 @@ import torch
 from conftest import QUIET, REPO
 from lit_mc.batches import InMemoryBatches
 
-# DDP and Ray open ports on this machine: under pytest-xdist (`make test`) their modules run on one worker
-pytestmark = pytest.mark.xdist_group("ports")
-
 
 def _shares(n: int, batch: int, replicas: int, equal: bool, shuffle: bool) -> list[list[int]]:
     items = torch.arange(n)

@@ -20,9 +20,6 @@ import yaml
 from conftest import QUIET, REPO
 from lit_mc.studies import ResultsStore, Study, run_study
 
-# DDP and Ray open ports on this machine: under pytest-xdist (`make test`) their modules run on one worker
-pytestmark = pytest.mark.xdist_group("ports")
-
 if importlib.util.find_spec("ray") is None:  # found, not imported: this process never becomes a Ray driver
     pytest.skip("needs Ray (pip install 'lit-mc[ray]')", allow_module_level=True)
 RAY = Path(sys.executable).with_name("ray")

@@ -247,6 +247,7 @@ def test_study_runs_resumes_and_reports(
     figures = {f: (folder / f).read_bytes() for f in ("learning_curves.png", "metric.png")}
     (folder / "study_second_budget.json").write_text((folder / "study.json").read_text())
     main(["study", "report", "lr_study", "--second-budget"])
+    capsys.readouterr()
     assert {f: (folder / f).read_bytes() for f in figures} == figures
     assert (folder / "metric_second_budget.png").stat().st_size > 1000
 
